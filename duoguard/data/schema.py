@@ -1,0 +1,183 @@
+"""The sample schema: one labelled prompt (optionally with a response), checked on the way in.
+
+Every row that enters training, the game's pool or SafeDPO passes `make_sample`, so a bad
+label is caught where it is read, with its file and line, not deep inside a trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from duoguard.errors import UserError
+from duoguard.taxonomy import Taxonomy, TaxonomyError
+
+
+class SampleError(UserError):
+    """A row that does not fit the schema; the reader adds file and line."""
+
+
+@dataclass
+class Sample:
+    text: str
+    language: str
+    categories: list[str]  # canonical taxonomy names; empty = safe
+    unsafe: bool
+    response: str | None = None  # set for response classification
+    attack_style: str | None = None
+    source: str = ""
+    id: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SchemaContext:
+    """What a row is checked against, plus per-file defaults."""
+
+    taxonomy: Taxonomy
+    languages: Sequence[str]
+    attack_styles: Sequence[str]
+    max_text_chars: int = 20_000
+    default_language: str | None = None
+    default_unsafe: bool | None = None
+    default_categories: Sequence[str] = ()
+    source: str = ""
+
+
+_TRUE = {"true", "1", "yes", "unsafe", "y", "t"}
+_FALSE = {"false", "0", "no", "safe", "n", "f"}
+
+
+def parse_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().casefold() in _TRUE | _FALSE:
+        return value.strip().casefold() in _TRUE
+    raise SampleError(f"'{key}' must be a boolean (true/false, 1/0, safe/unsafe), got {value!r}")
+
+
+def parse_list(value: Any, key: str) -> list[str]:
+    """A list column: a JSON list, or a string separated by ';' or '|' (CSV friendly)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if str(v).strip()]
+    if hasattr(value, "tolist"):  # numpy arrays from parquet
+        return parse_list(value.tolist(), key)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                return parse_list(json.loads(text), key)
+            except json.JSONDecodeError as e:
+                raise SampleError(f"'{key}' is not a valid JSON list: {e.msg}") from None
+        sep = ";" if ";" in text else "|"
+        return [part.strip() for part in text.split(sep) if part.strip()]
+    raise SampleError(f"'{key}' must be a list of category names, got {type(value).__name__}")
+
+
+def _text(value: Any, key: str, limit: int, required: bool) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):  # NaN from pandas/CSV
+        if required:
+            raise SampleError(f"missing '{key}'")
+        return None
+    if not isinstance(value, str):
+        raise SampleError(f"'{key}' must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise SampleError(f"'{key}' is empty")
+    if len(value) > limit:
+        raise SampleError(f"'{key}' has {len(value):,} characters, more than data.max_text_chars={limit:,}")
+    return value
+
+
+def make_sample(row: Mapping[str, Any], ctx: SchemaContext, row_id: str = "") -> Sample:
+    """Check one raw row (schema field names) and build a Sample, or raise SampleError."""
+    text = _text(row.get("text"), "text", ctx.max_text_chars, required=True)
+    response = _text(row.get("response"), "response", ctx.max_text_chars, required=False)
+
+    language = row.get("language") or ctx.default_language
+    if not language:
+        raise SampleError("missing 'language' (add a language column or set the file's `language`)")
+    language = str(language).strip().lower()
+    if language not in ctx.languages:
+        raise SampleError(f"unknown language '{language}' (data.languages: {', '.join(ctx.languages)})")
+
+    raw_unsafe = row.get("unsafe")
+    if raw_unsafe is None or raw_unsafe == "":
+        raw_unsafe = ctx.default_unsafe
+    raw_categories = parse_list(row.get("categories"), "categories")
+    if raw_unsafe is None and row.get("categories") is None:
+        raise SampleError("missing label: give 'unsafe' (true/false) or 'categories'")
+    try:
+        categories = ctx.taxonomy.resolve_all(raw_categories)
+    except TaxonomyError as e:
+        raise SampleError(str(e)) from None
+    unsafe = parse_bool(raw_unsafe, "unsafe") if raw_unsafe is not None else bool(raw_categories)
+    if unsafe and not categories:
+        if raw_categories:
+            raise SampleError(
+                f"unsafe row whose categories {raw_categories} all map to nothing in taxonomy '{ctx.taxonomy.name}'"
+            )
+        if not ctx.default_categories:
+            raise SampleError("unsafe row without categories (add them, or set the file's `categories`)")
+        categories = ctx.taxonomy.resolve_all(ctx.default_categories)
+    if not unsafe and categories:
+        raise SampleError(f"row marked safe but has categories {categories}")
+
+    style = row.get("attack_style")
+    style = str(style).strip() if style not in (None, "") else None
+    if style is not None and style not in ctx.attack_styles:
+        raise SampleError(f"unknown attack_style '{style}' (data.attack_styles: {', '.join(ctx.attack_styles)})")
+
+    provenance = row.get("provenance") or {}
+    if isinstance(provenance, str):
+        try:
+            provenance = json.loads(provenance)
+        except json.JSONDecodeError as e:
+            raise SampleError(f"'provenance' is not valid JSON: {e.msg}") from None
+    if not isinstance(provenance, Mapping):
+        raise SampleError("'provenance' must be a JSON object")
+
+    return Sample(
+        text=text,
+        response=response,
+        language=language,
+        categories=categories,
+        unsafe=unsafe,
+        attack_style=style,
+        source=str(row.get("source") or ctx.source),
+        id=str(row.get("id") or row_id),
+        provenance=dict(provenance),
+    )
+
+
+def split_heldout(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Train/held-out split stratified by (language, unsafe), reproducible for a seed."""
+    if fraction <= 0:
+        return list(samples), []
+    strata: dict[tuple[str, bool], list[Sample]] = defaultdict(list)
+    for s in samples:
+        strata[(s.language, s.unsafe)].append(s)
+    rng = random.Random(seed)
+    train: list[Sample] = []
+    heldout: list[Sample] = []
+    for key in sorted(strata):
+        group = strata[key][:]
+        rng.shuffle(group)
+        n_held = round(len(group) * fraction)
+        if len(group) > 1:
+            n_held = min(max(n_held, 1), len(group) - 1)
+        heldout.extend(group[:n_held])
+        train.extend(group[n_held:])
+    return train, heldout

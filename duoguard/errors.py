@@ -1,0 +1,9 @@
+"""The one base class for bad input: a config value, data row, file, checkpoint or argument.
+
+Apps catch it and stop with its message (which names the key, file and line) and exit code 2
+instead of a traceback; everything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(ValueError):
+    """Bad input by the user; the message says what and where."""
