@@ -1,0 +1,324 @@
+"""The guardrail: a multi-label safety classifier over the taxonomy, one forward pass per input.
+
+`Guardrail` owns an `AutoModelForSequenceClassification` and its tokenizer. It classifies
+prompts, or (prompt, response) pairs formatted as a conversation, and trains with ZLPR (or BCE)
+through transformers' Trainer. A saved guardrail is a plain transformers checkpoint whose
+config carries the category names (`id2label`) and the decision threshold.
+
+Inference is the hot path (the game scores every candidate with it), so `predict` sorts inputs
+by length, packs batches up to a token budget, pads each batch only to its own longest input,
+runs without autograd in bf16/fp16 on GPU, and returns rows in the input order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Trainer
+
+from duoguard.errors import UserError
+from duoguard.losses import MULTILABEL_LOSSES
+from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RESPONSE_TEMPLATE = "User: {prompt}\n\nAgent: {response}"
+
+
+class GuardrailError(UserError):
+    """A checkpoint or input the guardrail cannot use."""
+
+
+class Guardrail:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        threshold: float = 0.5,
+        max_length: int = 512,
+        response_template: str = DEFAULT_RESPONSE_TEMPLATE,
+        batch_size: int = 64,
+        max_batch_tokens: int | None = None,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.threshold = threshold
+        self.max_length = max_length
+        self.response_template = response_template
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens  # None: chosen for the device (see _token_budget)
+        self.model.eval()
+
+    # ------------------------------------------------------------------ construction
+    @property
+    def categories(self) -> list[str]:
+        id2label = self.model.config.id2label
+        return [id2label[i] for i in range(len(id2label))]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        trust_remote_code: bool = False,
+        threshold: float | None = None,
+        **kwargs: Any,
+    ) -> Guardrail:
+        """Load a trained guardrail (a folder written by `save_pretrained`)."""
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        quiet_transformers()
+        path = str(path)
+        if not Path(path, "config.json").is_file():
+            raise GuardrailError(f"{path}: no config.json, not a guardrail checkpoint")
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        if getattr(config, "problem_type", None) != "multi_label_classification":
+            raise GuardrailError(
+                f"{path}: problem_type is {getattr(config, 'problem_type', None)!r}, expected "
+                "'multi_label_classification' (train one with duoguard-guardrail)"
+            )
+        device = pick_device(device)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=pick_dtype(precision, device), trust_remote_code=trust_remote_code
+        ).to(device)
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+        return cls(
+            model,
+            tokenizer,
+            threshold=threshold if threshold is not None else getattr(config, "duoguard_threshold", 0.5),
+            max_length=getattr(config, "duoguard_max_length", 512),
+            response_template=getattr(config, "duoguard_response_template", DEFAULT_RESPONSE_TEMPLATE),
+            **kwargs,
+        )
+
+    @classmethod
+    def from_base(
+        cls,
+        base_path: str,
+        categories: Sequence[str],
+        *,
+        device: str = "auto",
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        **kwargs: Any,
+    ) -> Guardrail:
+        """A new guardrail: the base model with a fresh multi-label head over `categories`.
+
+        Weights stay in float32 for training; the Trainer runs bf16/fp16 autocast on GPU.
+        """
+        from transformers import AutoModelForSequenceClassification
+
+        quiet_transformers()
+        tokenizer = load_tokenizer(base_path, trust_remote_code=trust_remote_code, revision=revision)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base_path,
+            num_labels=len(categories),
+            id2label=dict(enumerate(categories)),
+            label2id={c: i for i, c in enumerate(categories)},
+            problem_type="multi_label_classification",
+            dtype=torch.float32,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+        )
+        model.config.pad_token_id = tokenizer.pad_token_id
+        return cls(model.to(pick_device(device)), tokenizer, **kwargs)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        cfg = self.model.config
+        cfg.duoguard_threshold = self.threshold
+        cfg.duoguard_max_length = self.max_length
+        cfg.duoguard_response_template = self.response_template
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    # ------------------------------------------------------------------ inference
+    def format(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None) -> list[str]:
+        """Prompt classification for prompts alone; response classification for pairs."""
+        if isinstance(prompts, str):
+            raise GuardrailError("predict() takes a list of texts, not a single string")
+        if responses is None:
+            return list(prompts)
+        if len(responses) != len(prompts):
+            raise GuardrailError(f"{len(prompts)} prompts but {len(responses)} responses")
+        return [
+            p if r is None else self.response_template.format(prompt=p, response=r)
+            for p, r in zip(prompts, responses, strict=True)
+        ]
+
+    def _token_budget(self) -> int:
+        """Padded tokens per forward pass. Measured: on CPU, batches past ~2k tokens fall out of
+        cache and get slower per input (scripts/bench_guardrail.py); GPUs want large batches."""
+        if self.max_batch_tokens:
+            return self.max_batch_tokens
+        return 65_536 if self.device.type == "cuda" else 2_048
+
+    def _batches(self, lengths: Sequence[int], order: Sequence[int]):
+        """Consecutive runs of `order` (longest first) within the size and token budgets."""
+        budget = self._token_budget()
+        batch: list[int] = []
+        for i in order:
+            longest = lengths[batch[0]] if batch else lengths[i]
+            if batch and (len(batch) >= self.batch_size or longest * (len(batch) + 1) > budget):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str | None] | None = None,
+        *,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Category probabilities, float32 array [len(prompts), num_categories], in input order."""
+        texts = self.format(prompts, responses)
+        out = np.zeros((len(texts), len(self.categories)), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        lengths = [len(x) for x in ids]
+        order = sorted(range(len(ids)), key=lambda i: -lengths[i])
+        pad_id = self.tokenizer.pad_token_id
+        device = self.device
+        batches = list(self._batches(lengths, order))
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="guardrail predict", unit="batch", leave=False)
+        for batch in batches:
+            width = lengths[batch[0]]
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, : lengths[i]] = torch.tensor(ids[i])
+                mask[row, : lengths[i]] = 1
+            logits = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+            out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
+        return out
+
+    def unsafe_scores(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None, **kw) -> np.ndarray:
+        """P(unsafe) per input: the largest category probability."""
+        probs = self.predict(prompts, responses, **kw)
+        return probs.max(axis=1) if probs.size else np.zeros(len(probs), dtype=np.float32)
+
+    def is_unsafe(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None, **kw) -> np.ndarray:
+        return self.unsafe_scores(prompts, responses, **kw) > self.threshold
+
+    def timed_predict(self, prompts, responses=None, **kw) -> tuple[np.ndarray, float]:
+        """`predict` and its wall time in seconds (synchronised on GPU)."""
+        start = time.perf_counter()
+        probs = self.predict(prompts, responses, **kw)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return probs, time.perf_counter() - start
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: np.ndarray,
+        train_cfg: Any,
+        *,
+        output_dir: str | os.PathLike,
+        precision: str = "auto",
+        progress: bool = True,
+    ) -> dict[str, float]:
+        """Train on formatted `texts` with multi-hot `labels` [N, C] through transformers' Trainer.
+
+        `train_cfg` is the `guardrail.train` config node. Returns loss and timing stats.
+        """
+        from datasets import Dataset
+        from transformers import DataCollatorWithPadding, TrainingArguments
+
+        if len(texts) == 0:
+            raise GuardrailError("no training examples")
+        labels = np.asarray(labels, dtype=np.float32)
+        if labels.shape != (len(texts), len(self.categories)):
+            raise GuardrailError(f"labels shape {labels.shape} != ({len(texts)}, {len(self.categories)})")
+        loss_name = getattr(train_cfg.loss, "value", train_cfg.loss)
+        device = self.device
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        per_device = int(train_cfg.per_device_batch_size)
+        grad_accum = max(1, math.ceil(int(train_cfg.global_batch_size) / (per_device * world)))
+        dtype = pick_dtype(precision, device.type)
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "labels": labels.tolist()})
+        args = TrainingArguments(
+            output_dir=str(output_dir),
+            per_device_train_batch_size=per_device,
+            gradient_accumulation_steps=grad_accum,
+            learning_rate=float(train_cfg.learning_rate),
+            lr_scheduler_type=str(train_cfg.lr_scheduler),
+            warmup_steps=float(train_cfg.warmup_ratio),
+            num_train_epochs=float(train_cfg.epochs),
+            max_steps=int(train_cfg.max_steps),
+            weight_decay=float(train_cfg.weight_decay),
+            max_grad_norm=float(train_cfg.max_grad_norm),
+            logging_steps=int(train_cfg.logging_steps),
+            activation_checkpointing=bool(train_cfg.gradient_checkpointing),
+            deepspeed=train_cfg.deepspeed or None,
+            bf16=dtype == torch.bfloat16,
+            fp16=dtype == torch.float16,
+            use_cpu=device.type == "cpu",
+            seed=int(train_cfg.seed),
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=not progress,
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+        )
+        trainer = _MultiLabelTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=dataset,
+            data_collator=DataCollatorWithPadding(self.tokenizer),
+            loss_fn=MULTILABEL_LOSSES[loss_name],
+        )
+        start = time.perf_counter()
+        result = trainer.train()
+        self.model = trainer.model
+        self.model.eval()
+        return {
+            "train_loss": float(result.training_loss),
+            "train_steps": int(result.global_step),
+            "train_examples": len(texts),
+            "train_seconds": time.perf_counter() - start,
+        }
+
+
+class _MultiLabelTrainer(Trainer):
+    """Trainer whose loss is a multi-label loss on the classifier's logits.
+
+    The loss is a per-batch mean, so the Trainer must scale it for gradient accumulation
+    (`loss_is_scaled_for_ga = False`); the model's own loss (single-label CE) is never used.
+    """
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, loss_fn, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = self.loss_fn(outputs.logits.float(), labels)
+        return (loss, outputs) if return_outputs else loss
