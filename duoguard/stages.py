@@ -1,0 +1,272 @@
+"""The stages an app runs, built from a composed config: data, guardrail training, evaluation.
+
+Each function takes the config node it needs and does one stage; the Hydra apps in `cli.py`
+only compose config and call these. Everything that can fail on bad input (config values,
+data files, benchmark files, checkpoint paths) is checked before a model is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from duoguard.atomic import atomic_dir
+from duoguard.config import to_container
+from duoguard.data.benchmarks import Benchmark, load_benchmark, samples_benchmark
+from duoguard.data.readers import builtin_seed_texts, load_seeds, load_train_files
+from duoguard.data.schema import Sample, SchemaContext, split_heldout
+from duoguard.evaluate import eval_tables, evaluate_guardrail, flat_metrics
+from duoguard.report import markdown_table, write_report
+from duoguard.taxonomy import Taxonomy
+from duoguard.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- set-up shared by every app
+def set_up_torch(cfg: DictConfig) -> None:
+    """Seed everything and pin threads: the same seed and thread count give the same numbers."""
+    import torch
+    from transformers import set_seed
+
+    if cfg.runtime.torch_threads:
+        torch.set_num_threads(int(cfg.runtime.torch_threads))
+    set_seed(int(cfg.seed))
+
+
+def build_taxonomy(cfg: DictConfig) -> Taxonomy:
+    return Taxonomy.from_config(to_container(cfg.taxonomy))
+
+
+def schema_context(cfg: DictConfig, taxonomy: Taxonomy) -> SchemaContext:
+    return SchemaContext(
+        taxonomy=taxonomy,
+        languages=list(cfg.data.languages),
+        attack_styles=list(cfg.data.attack_styles),
+        max_text_chars=int(cfg.data.max_text_chars),
+    )
+
+
+def load_training_samples(cfg: DictConfig, taxonomy: Taxonomy) -> list[Sample]:
+    """Seeds plus every configured training file, all checked against the schema."""
+    d = cfg.data
+    samples = load_seeds(d.seeds, taxonomy, list(d.languages), list(d.attack_styles), int(d.max_text_chars))
+    files = to_container(d.train_files)
+    samples += load_train_files(files, schema_context(cfg, taxonomy), skip_bad_rows=d.on_bad_row.value == "skip")
+    if not samples:
+        raise ValueError("no training samples: data.seeds is null and data.train_files is empty")
+    return samples
+
+
+def load_benchmarks(cfg: DictConfig) -> list[Benchmark]:
+    benches = []
+    for i, b in enumerate(cfg.eval.benchmarks):
+        try:
+            benches.append(
+                load_benchmark(b.name, b.format, b.path, language=b.language, limit=b.limit, **to_container(b.options))
+            )
+        except (ValueError, FileNotFoundError) as e:
+            raise type(e)(f"eval.benchmarks[{i}] ({b.name}): {e}") from None
+    return benches
+
+
+def model_path(model_cfg: DictConfig, cache_dir: str) -> str:
+    """Resolve a model config to a loadable id or folder (building the tiny model if asked)."""
+    from duoguard.models import resolve_model_path
+
+    return resolve_model_path(to_container(model_cfg), cache_dir, builtin_seed_texts())
+
+
+def new_guardrail(cfg: DictConfig, taxonomy: Taxonomy):
+    """The guardrail to train: a given checkpoint, or the base model with a fresh head."""
+    from duoguard.roles.guardrail import Guardrail, GuardrailError
+
+    g = cfg.guardrail
+    opts = dict(
+        threshold=float(g.threshold),
+        max_length=int(g.max_length),
+        response_template=str(g.response_template),
+        batch_size=int(g.predict_batch_size),
+        max_batch_tokens=g.predict_max_tokens,
+    )
+    if g.init_checkpoint:
+        guard = Guardrail.from_pretrained(
+            g.init_checkpoint,
+            device=cfg.runtime.device,
+            precision="fp32",
+            trust_remote_code=g.model.trust_remote_code,
+        )
+        if guard.categories != taxonomy.names:
+            raise GuardrailError(
+                f"guardrail.init_checkpoint {g.init_checkpoint} has categories {guard.categories}, "
+                f"but taxonomy '{taxonomy.name}' has {taxonomy.names}"
+            )
+        for key, value in opts.items():
+            setattr(guard, key, value)
+        return guard
+    return Guardrail.from_base(
+        model_path(g.model, cfg.cache_dir),
+        taxonomy.names,
+        device=cfg.runtime.device,
+        trust_remote_code=g.model.trust_remote_code,
+        revision=g.model.revision,
+        **opts,
+    )
+
+
+def training_arrays(guardrail, samples: list[Sample], taxonomy: Taxonomy) -> tuple[list[str], np.ndarray]:
+    texts = guardrail.format([s.text for s in samples], [s.response for s in samples])
+    labels = np.stack([taxonomy.encode(s.categories) for s in samples]) if samples else np.zeros((0, len(taxonomy)))
+    return texts, labels
+
+
+def train_guardrail(guardrail, samples: list[Sample], cfg: DictConfig, taxonomy: Taxonomy, work_dir: Path) -> dict:
+    texts, labels = training_arrays(guardrail, samples, taxonomy)
+    trainer_dir = work_dir / ".trainer"
+    try:
+        return guardrail.fit(
+            texts,
+            labels,
+            cfg.guardrail.train,
+            output_dir=trainer_dir,
+            precision=cfg.guardrail.model.precision.value,
+            progress=bool(cfg.progress),
+        )
+    finally:
+        shutil.rmtree(trainer_dir, ignore_errors=True)
+
+
+def save_guardrail(guardrail, path: Path) -> Path:
+    return atomic_dir(path, guardrail.save_pretrained, replace=True)
+
+
+def composition(samples: list[Sample]) -> dict[str, dict[str, int]]:
+    """Counts per language of safe and unsafe rows (for reports)."""
+    out: dict[str, Counter] = {}
+    for s in samples:
+        out.setdefault(s.language, Counter())["unsafe" if s.unsafe else "safe"] += 1
+    return {lang: dict(c) for lang, c in sorted(out.items())}
+
+
+# ---------------------------------------------------------------- duoguard-guardrail
+def run_guardrail_stage(cfg: DictConfig) -> dict[str, Any]:
+    out_dir = Path(cfg.output_dir)
+    taxonomy = build_taxonomy(cfg)
+    samples = load_training_samples(cfg, taxonomy)
+    benchmarks = load_benchmarks(cfg)  # bad benchmark paths fail here, before training
+    train, heldout = split_heldout(samples, float(cfg.data.heldout_fraction), int(cfg.data.split_seed))
+    set_up_torch(cfg)
+    tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), job_type="guardrail")
+    try:
+        guardrail = new_guardrail(cfg, taxonomy)
+        log.info("training guardrail on %d samples (%d held out)", len(train), len(heldout))
+        stats = train_guardrail(guardrail, train, cfg, taxonomy, out_dir)
+        checkpoint = save_guardrail(guardrail, out_dir / "guardrail")
+        evals = ([samples_benchmark("heldout", heldout)] if heldout else []) + benchmarks
+        report = evaluate_guardrail(guardrail, evals, progress=bool(cfg.progress))
+        result = {
+            "experiment": cfg.experiment,
+            "checkpoint": str(checkpoint),
+            "taxonomy": taxonomy.name,
+            "data": {"train": composition(train), "heldout": composition(heldout)},
+            "train": stats,
+            "eval": report,
+        }
+        md = guardrail_markdown(result)
+        write_report(out_dir, "guardrail_report", result, md)
+        print(md)
+        tracker.log({**stats, **flat_metrics(report)})
+        tracker.summary(flat_metrics(report))
+        tracker.log_artifact(checkpoint, "guardrail", "model")
+        return result
+    finally:
+        tracker.finish()
+
+
+def guardrail_markdown(result: dict[str, Any]) -> str:
+    data_rows = [
+        (
+            lang,
+            c.get("safe", 0),
+            c.get("unsafe", 0),
+            result["data"]["heldout"].get(lang, {}).get("safe", 0),
+            result["data"]["heldout"].get(lang, {}).get("unsafe", 0),
+        )
+        for lang, c in result["data"]["train"].items()
+    ]
+    t = result["train"]
+    return (
+        "\n\n".join(
+            [
+                f"# Guardrail report ({result['experiment']})",
+                f"Checkpoint: `{result['checkpoint']}` · taxonomy `{result['taxonomy']}`",
+                "## Data\n\n"
+                + markdown_table(
+                    ("language", "train safe", "train unsafe", "held-out safe", "held-out unsafe"), data_rows
+                ),
+                f"## Training\n\n{t['train_examples']:,} examples, {t['train_steps']} steps, "
+                f"final loss {t['train_loss']:.4f}, {t['train_seconds']:.1f} s",
+                "## Evaluation (unsafe = max category probability > "
+                f"{result['eval']['threshold']})\n\n" + eval_tables(result["eval"]),
+            ]
+        )
+        + "\n"
+    )
+
+
+# ---------------------------------------------------------------- duoguard-eval
+def run_eval_stage(cfg: DictConfig) -> dict[str, Any]:
+    from duoguard.roles.guardrail import Guardrail
+
+    out_dir = Path(cfg.output_dir)
+    path = Path(cfg.eval.guardrail_path).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"eval.guardrail_path={path}: no guardrail checkpoint there (config.json missing)")
+    benchmarks = load_benchmarks(cfg)
+    if not benchmarks:
+        raise ValueError("eval.benchmarks is empty: list benchmark files (e.g. eval=shared_benchmarks)")
+    set_up_torch(cfg)
+    tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), job_type="eval")
+    try:
+        guard = Guardrail.from_pretrained(
+            path,
+            device=cfg.runtime.device,
+            batch_size=int(cfg.eval.batch_size),
+            max_batch_tokens=cfg.guardrail.predict_max_tokens,
+        )
+        start = time.perf_counter()
+        report = evaluate_guardrail(guard, benchmarks, progress=bool(cfg.progress))
+        report["checkpoint"] = str(path)
+        report["seconds"] = time.perf_counter() - start
+        md = f"# Guardrail evaluation\n\nCheckpoint: `{path}`\n\n{eval_tables(report)}\n"
+        write_report(out_dir, cfg.eval.report_name, report, md)
+        print(md)
+        tracker.log(flat_metrics(report))
+        tracker.summary(flat_metrics(report))
+        tracker.log_table(
+            "eval/table",
+            ["benchmark", "n", "f1", "precision", "recall", "fpr", "auprc", "ms_per_input"],
+            [
+                [
+                    n,
+                    r["overall"]["n"],
+                    r["overall"]["f1"],
+                    r["overall"]["precision"],
+                    r["overall"]["recall"],
+                    r["overall"]["fpr"],
+                    r["overall"]["auprc"],
+                    r["overall"]["ms_per_input"],
+                ]
+                for n, r in report["benchmarks"].items()
+            ],
+        )
+        return report
+    finally:
+        tracker.finish()
