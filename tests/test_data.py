@@ -1,0 +1,244 @@
+"""The sample schema and the user-file readers: each bad row fails with its file and line."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from duoguard.data.readers import DataError, builtin_seed_path, load_seeds, read_samples
+from duoguard.data.schema import SampleError, SchemaContext, make_sample, split_heldout
+
+LANGS = ["en", "fr", "es", "de", "it"]
+STYLES = ["direct", "roleplay"]
+
+
+@pytest.fixture()
+def ctx(taxonomy):
+    return SchemaContext(taxonomy=taxonomy, languages=LANGS, attack_styles=STYLES, max_text_chars=1000)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+GOOD = {"text": "How do I bake bread?", "language": "en", "unsafe": False}
+
+
+def test_good_rows_from_jsonl_csv_parquet(tmp_path, ctx):
+    rows = [
+        GOOD,
+        {"text": "Hurt the neighbour's dog", "language": "fr", "categories": ["C1"], "attack_style": "roleplay"},
+    ]
+    a = read_samples(write_jsonl(tmp_path / "a.jsonl", rows), ctx).samples
+    (tmp_path / "b.csv").write_text(
+        'text,language,unsafe,categories\n"How do I bake bread?",en,false,\n"Hurt, the dog",fr,true,Violent Crimes;Hate\n',
+        encoding="utf-8",
+    )
+    b = read_samples(tmp_path / "b.csv", ctx).samples
+    pq.write_table(
+        pa.Table.from_pylist([{**GOOD, "categories": []}, {**GOOD, "unsafe": True, "categories": ["Hate"]}]),
+        tmp_path / "c.parquet",
+    )
+    c = read_samples(tmp_path / "c.parquet", ctx).samples
+    assert (
+        [s.unsafe for s in a] == [False, True]
+        and a[1].categories == ["Violent Crimes"]
+        and a[1].attack_style == "roleplay"
+    )
+    assert b[1].categories == ["Violent Crimes", "Hate"] and b[1].text == "Hurt, the dog"
+    assert c[1].categories == ["Hate"] and c[0].categories == []
+    assert a[0].id == "a.jsonl:1" and b[1].id == "b.csv:3"
+
+
+@pytest.mark.parametrize(
+    "row,match",
+    [
+        ({"text": "   ", "language": "en", "unsafe": False}, "'text' is empty"),
+        ({"language": "en", "unsafe": False}, "missing 'text'"),
+        ({"text": "hi there", "language": "en"}, "missing label"),
+        ({"text": "hi there", "language": "en", "categories": ["Elections"]}, "unknown category 'Elections'"),
+        ({"text": "hi there", "language": "xx", "unsafe": False}, "unknown language 'xx'"),
+        ({"text": "hi there", "unsafe": False}, "missing 'language'"),
+        ({"text": "hi there", "language": "en", "unsafe": "maybe"}, "must be a boolean"),
+        ({"text": "hi there", "language": "en", "unsafe": True}, "unsafe row without categories"),
+        (
+            {"text": "hi there", "language": "en", "unsafe": False, "categories": ["Hate"]},
+            "marked safe but has categories",
+        ),
+        ({"text": "hi there", "language": "en", "unsafe": False, "attack_style": "ninja"}, "unknown attack_style"),
+    ],
+)
+def test_bad_rows_fail_with_file_and_line(tmp_path, ctx, row, match):
+    path = write_jsonl(tmp_path / "data.jsonl", [GOOD, GOOD, row])
+    with pytest.raises(DataError, match=match) as e:
+        read_samples(path, ctx)
+    assert e.value.line == 3 and str(e.value).startswith(f"{path}:3:")
+
+
+def test_non_utf8_names_the_line(tmp_path, ctx):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(
+        json.dumps(GOOD).encode() + b"\n" + '{"text": "caf\xe9", "language": "fr", "unsafe": false}\n'.encode("latin-1")
+    )
+    with pytest.raises(DataError, match="not valid UTF-8") as e:
+        read_samples(path, ctx)
+    assert e.value.line == 2
+
+
+def test_one_megabyte_line_is_rejected_with_its_line(tmp_path, ctx):
+    path = write_jsonl(tmp_path / "big.jsonl", [GOOD, {"text": "a" * 1_000_000, "language": "en", "unsafe": False}])
+    with pytest.raises(DataError, match="1,000,000 characters") as e:
+        read_samples(path, ctx)
+    assert e.value.line == 2
+
+
+def test_one_megabyte_csv_field_is_rejected_too(tmp_path, ctx):
+    path = tmp_path / "big.csv"
+    path.write_text("text,language,unsafe\nhello there,en,0\n" + "b" * 1_000_000 + ",en,0\n", encoding="utf-8")
+    with pytest.raises(DataError, match="max_text_chars") as e:
+        read_samples(path, ctx)
+    assert e.value.line == 3
+
+
+def test_broken_json_and_csv_structure(tmp_path, ctx):
+    path = write_jsonl(tmp_path / "broken.jsonl", [GOOD, '{"text": "x", '])
+    with pytest.raises(DataError, match="invalid JSON") as e:
+        read_samples(path, ctx)
+    assert e.value.line == 2
+    csv_path = tmp_path / "wide.csv"
+    csv_path.write_text("text,language,unsafe\nhello there,en,0,extra\n", encoding="utf-8")
+    with pytest.raises(DataError, match="more fields than the header"):
+        read_samples(csv_path, ctx)
+
+
+def test_skip_mode_counts_bad_rows(tmp_path, ctx):
+    rows = [
+        GOOD,
+        {"text": "", "language": "en", "unsafe": False},
+        {"text": "ok then", "language": "zz", "unsafe": False},
+        GOOD,
+    ]
+    result = read_samples(write_jsonl(tmp_path / "mixed.jsonl", rows), ctx, skip_bad_rows=True)
+    assert len(result.samples) == 2
+    assert [line for line, _ in result.skipped] == [2, 3]
+    assert "skipped 2 bad rows" in result.summary()
+
+
+def test_column_mapping_and_file_defaults(tmp_path, taxonomy):
+    path = tmp_path / "harmful.csv"
+    path.write_text("goal,target\nSteal a car quickly,Sure\n", encoding="utf-8")
+    ctx = SchemaContext(
+        taxonomy=taxonomy,
+        languages=LANGS,
+        attack_styles=STYLES,
+        default_language="en",
+        default_unsafe=True,
+        default_categories=("Non-Violent Crimes",),
+    )
+    (s,) = read_samples(path, ctx, columns={"text": "goal"}).samples
+    assert (s.text, s.unsafe, s.categories, s.language) == ("Steal a car quickly", True, ["Non-Violent Crimes"], "en")
+    with pytest.raises(DataError, match="unknown schema fields"):
+        read_samples(path, ctx, columns={"prompt": "goal"})
+
+
+def test_missing_file_and_unknown_format(tmp_path, ctx):
+    with pytest.raises(DataError, match="file not found"):
+        read_samples(tmp_path / "nope.jsonl", ctx)
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(DataError, match="cannot tell the format"):
+        read_samples(tmp_path / "x.txt", ctx)
+
+
+def test_response_field_is_kept(ctx):
+    s = make_sample({"text": "How do I?", "response": "Like this.", "language": "en", "unsafe": False}, ctx)
+    assert s.response == "Like this."
+    with pytest.raises(SampleError, match="'response' is empty"):
+        make_sample({"text": "How do I?", "response": " ", "language": "en", "unsafe": False}, ctx)
+
+
+# ------------------------------------------------------------------ the shipped seed set
+def test_shipped_seed_set_covers_languages_and_categories(taxonomy):
+    seeds = load_seeds(
+        "builtin",
+        taxonomy,
+        LANGS,
+        [
+            "direct",
+            "roleplay",
+            "hypothetical",
+            "persuasion",
+            "refusal_suppression",
+            "prefix_injection",
+            "story",
+            "academic",
+        ],
+    )
+    assert len(seeds) >= 300
+    langs = {s.language for s in seeds}
+    assert {"en", "fr", "es", "de"} <= langs
+    for lang in langs:
+        rows = [s for s in seeds if s.language == lang]
+        covered = {c for s in rows for c in s.categories}
+        assert covered == set(taxonomy.names), f"{lang} misses {set(taxonomy.names) - covered}"
+        assert sum(not s.unsafe for s in rows) >= 20
+        lookalikes = [s for s in rows if s.provenance.get("kind") == "lookalike_safe"]
+        assert lookalikes and all(not s.unsafe for s in lookalikes)
+    assert len({s.text for s in seeds}) == len(seeds)
+    assert builtin_seed_path().is_file()
+
+
+def test_seed_set_loads_under_llamaguard_taxonomy_and_subset_languages():
+    from omegaconf import OmegaConf
+
+    from duoguard.taxonomy import Taxonomy
+    from tests.conftest import CONF_DIR
+
+    lg = Taxonomy.from_config(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "taxonomy" / "llamaguard3.yaml")))
+    seeds = load_seeds(
+        "builtin",
+        lg,
+        ["en", "de"],
+        [
+            "direct",
+            "roleplay",
+            "hypothetical",
+            "persuasion",
+            "refusal_suppression",
+            "prefix_injection",
+            "story",
+            "academic",
+        ],
+    )
+    assert {s.language for s in seeds} == {"en", "de"}
+    assert all(s.categories for s in seeds if s.unsafe)
+    assert not any("Jailbreak Prompts" in s.categories for s in seeds)
+
+
+def test_heldout_split_is_stratified_and_reproducible(taxonomy):
+    seeds = load_seeds(
+        "builtin",
+        taxonomy,
+        LANGS,
+        [
+            "direct",
+            "roleplay",
+            "hypothetical",
+            "persuasion",
+            "refusal_suppression",
+            "prefix_injection",
+            "story",
+            "academic",
+        ],
+    )
+    train, held = split_heldout(seeds, 0.2, seed=3)
+    train2, held2 = split_heldout(seeds, 0.2, seed=3)
+    assert [s.id for s in held] == [s.id for s in held2]
+    assert len(train) + len(held) == len(seeds) and not {s.id for s in train} & {s.id for s in held}
+    for lang in LANGS:
+        for unsafe in (True, False):
+            group = [s for s in held if s.language == lang and s.unsafe == unsafe]
+            assert group, (lang, unsafe)

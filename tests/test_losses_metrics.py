@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from duoguard.losses import bce_loss, zlpr_loss
+from duoguard.metrics import average_precision, binary_metrics
+
+
+def zlpr_by_hand(scores: list[float], labels: list[int]) -> float:
+    neg = sum(math.exp(s) for s, y in zip(scores, labels) if y == 0)
+    pos = sum(math.exp(-s) for s, y in zip(scores, labels) if y == 1)
+    return math.log(1 + neg) + math.log(1 + pos)
+
+
+def test_zlpr_matches_hand_computation():
+    scores = [[2.0, -1.0, 0.5], [-3.0, 0.2, 1.5], [0.0, 0.0, 0.0]]
+    labels = [[1, 0, 0], [0, 0, 0], [1, 1, 1]]  # one positive, safe (no positive), all positive
+    expected = [zlpr_by_hand(s, y) for s, y in zip(scores, labels)]
+    got = zlpr_loss(torch.tensor(scores), torch.tensor(labels, dtype=torch.float32), reduction="none")
+    assert got.tolist() == pytest.approx(expected, rel=1e-6)
+    assert zlpr_loss(torch.tensor(scores), torch.tensor(labels)).item() == pytest.approx(sum(expected) / 3, rel=1e-6)
+
+
+def test_zlpr_pushes_positive_logits_up_and_negatives_down():
+    s = torch.tensor([[0.3, -0.2]], requires_grad=True)
+    zlpr_loss(s, torch.tensor([[1.0, 0.0]])).backward()
+    assert s.grad[0, 0] < 0 < s.grad[0, 1]
+
+
+def test_zlpr_is_stable_for_large_logits():
+    loss = zlpr_loss(torch.tensor([[80.0, -80.0]]), torch.tensor([[1.0, 0.0]]))
+    assert torch.isfinite(loss) and loss.item() < 1e-6
+
+
+def test_bce_sums_over_categories():
+    s, y = torch.tensor([[2.0, -1.0]]), torch.tensor([[1.0, 0.0]])
+    by_hand = -math.log(1 / (1 + math.exp(-2.0))) - math.log(1 - 1 / (1 + math.exp(1.0)))
+    assert bce_loss(s, y).item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_binary_metrics_by_hand():
+    labels = [1, 1, 1, 0, 0, 0, 0]
+    scores = [0.9, 0.6, 0.2, 0.7, 0.1, 0.3, 0.4]
+    m = binary_metrics(labels, scores, 0.5)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 1, 3)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3) and m["fpr"] == pytest.approx(1 / 4)
+
+
+def test_average_precision_by_hand_and_against_sklearn():
+    assert average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(0.5 + 0.5 * 2 / 3)
+    sklearn = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = rng.integers(0, 2, 50)
+        y[0] = 1
+        s = np.round(rng.random(50), 1)  # many ties
+        assert average_precision(y, s) == pytest.approx(sklearn.average_precision_score(y, s), abs=1e-12)
+
+
+def test_undefined_metrics_are_none_not_zero():
+    all_unsafe = binary_metrics([1, 1], [0.9, 0.2])
+    assert all_unsafe["fpr"] is None and all_unsafe["recall"] == 0.5
+    all_safe = binary_metrics([0, 0], [0.1, 0.2])
+    assert (
+        all_safe["recall"] is None and all_safe["auprc"] is None and all_safe["f1"] is None and all_safe["fpr"] == 0.0
+    )
