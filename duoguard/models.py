@@ -39,8 +39,13 @@ def cache_root(cache_dir: str | os.PathLike) -> Path:
     return Path(os.path.expanduser(str(cache_dir)))
 
 
-def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int):
-    """A byte-level BPE trained on `texts`: round-trips any language, non-empty ids for any text."""
+def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int, *, all_bytes: bool = True):
+    """A byte-level BPE trained on `texts`.
+
+    With `all_bytes` (the default) it round-trips any text in any language and never yields
+    empty ids. Without, its alphabet is only what `texts` contain: toy worlds use that to get a
+    vocabulary of a few dozen whole-word tokens.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -50,10 +55,10 @@ def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int):
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=[PAD_TOKEN, EOS_TOKEN],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if all_bytes else [],
         show_progress=False,
     )
-    tok.train_from_iterator([*texts, _ALPHABET_HINT], trainer)
+    tok.train_from_iterator([*texts, _ALPHABET_HINT] if all_bytes else list(texts), trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD_TOKEN, eos_token=EOS_TOKEN, model_max_length=2048
     )
@@ -160,3 +165,19 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+def quiet_trainer(trainer) -> None:
+    """Keep a Trainer's progress bar but stop it printing every log dict to the console.
+
+    duoguard logs its own per-round and per-stage summaries; the raw dicts stay available in
+    `trainer.state.log_history`.
+    """
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class _QuietProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    if trainer.pop_callback(PrinterCallback) is None and trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_QuietProgress)

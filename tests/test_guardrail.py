@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -134,7 +133,7 @@ def test_guardrail_learns_a_separable_toy_labelling(guard, tmp_path):
     test_x, test_y = toy_world(128, seed=2)
     truth = test_y.max(axis=1) > 0
     before = binary_metrics(truth, guard.unsafe_scores(test_x))
-    cfg = SimpleNamespace(
+    cfg = dict(
         loss="zlpr",
         learning_rate=3e-3,
         lr_scheduler="constant",

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from transformers import Trainer
 
+from duoguard.config import config_file
 from duoguard.errors import UserError
 from duoguard.losses import MULTILABEL_LOSSES
-from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
+from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_trainer, quiet_transformers
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Guardrail:
         self.response_template = response_template
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens  # None: chosen for the device (see _token_budget)
+        self.base_path: str | None = None  # set by from_base; lets restart() retrain from scratch
         self.model.eval()
 
     # ------------------------------------------------------------------ construction
@@ -97,14 +99,14 @@ class Guardrail:
             path, dtype=pick_dtype(precision, device), trust_remote_code=trust_remote_code
         ).to(device)
         tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-        return cls(
-            model,
-            tokenizer,
-            threshold=threshold if threshold is not None else getattr(config, "duoguard_threshold", 0.5),
+        saved = dict(
+            threshold=getattr(config, "duoguard_threshold", 0.5),
             max_length=getattr(config, "duoguard_max_length", 512),
             response_template=getattr(config, "duoguard_response_template", DEFAULT_RESPONSE_TEMPLATE),
-            **kwargs,
         )
+        if threshold is not None:
+            saved["threshold"] = threshold
+        return cls(model, tokenizer, **{**saved, **kwargs})  # explicit arguments win over the checkpoint's
 
     @classmethod
     def from_base(
@@ -136,7 +138,9 @@ class Guardrail:
             revision=revision,
         )
         model.config.pad_token_id = tokenizer.pad_token_id
-        return cls(model.to(pick_device(device)), tokenizer, **kwargs)
+        guard = cls(model.to(pick_device(device)), tokenizer, **kwargs)
+        guard.base_path = base_path
+        return guard
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         cfg = self.model.config
@@ -194,6 +198,10 @@ class Guardrail:
         if not texts:
             return out
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        fallback = (
+            self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self.tokenizer.pad_token_id
+        )
+        ids = [x or [fallback] for x in ids]  # an empty text still gets a (one-token) forward pass
         lengths = [len(x) for x in ids]
         order = sorted(range(len(ids)), key=lambda i: -lengths[i])
         pad_id = self.tokenizer.pad_token_id
@@ -231,6 +239,44 @@ class Guardrail:
         return probs, time.perf_counter() - start
 
     # ------------------------------------------------------------------ training
+    def labels_for(self, samples: Sequence[Any]) -> np.ndarray:
+        """Multi-hot targets over this guardrail's categories (all zeros = safe)."""
+        index = {name: i for i, name in enumerate(self.categories)}
+        labels = np.zeros((len(samples), len(index)), dtype=np.float32)
+        for row, s in enumerate(samples):
+            for c in s.categories:
+                if c not in index:
+                    raise GuardrailError(
+                        f"sample {s.id!r} has category {c!r}, unknown to this guardrail ({self.categories})"
+                    )
+                labels[row, index[c]] = 1.0
+        return labels
+
+    def train(
+        self,
+        samples: Sequence[Any],
+        train_cfg: Any,
+        *,
+        output_dir: str | os.PathLike,
+        precision: str = "auto",
+        progress: bool = True,
+        **overrides: Any,
+    ) -> dict[str, float]:
+        """Train on `Sample`s (prompt or prompt + response); `overrides` replace train_cfg keys."""
+        texts = self.format([s.text for s in samples], [s.response for s in samples])
+        cfg = {**dict(train_cfg), **overrides}
+        return self.fit(
+            texts, self.labels_for(samples), cfg, output_dir=output_dir, precision=precision, progress=progress
+        )
+
+    def restart(self) -> None:
+        """Back to the base model with a fresh head (rounds that retrain from scratch)."""
+        if self.base_path is None:
+            raise GuardrailError("restart() needs a guardrail built with Guardrail.from_base")
+        torch.manual_seed(0)
+        fresh = Guardrail.from_base(self.base_path, self.categories, device=str(self.device))
+        self.model = fresh.model
+
     def fit(
         self,
         texts: Sequence[str],
@@ -243,7 +289,7 @@ class Guardrail:
     ) -> dict[str, float]:
         """Train on formatted `texts` with multi-hot `labels` [N, C] through transformers' Trainer.
 
-        `train_cfg` is the `guardrail.train` config node. Returns loss and timing stats.
+        `train_cfg` is the `guardrail.train` config (a mapping). Returns loss and timing stats.
         """
         from datasets import Dataset
         from transformers import DataCollatorWithPadding, TrainingArguments
@@ -253,11 +299,12 @@ class Guardrail:
         labels = np.asarray(labels, dtype=np.float32)
         if labels.shape != (len(texts), len(self.categories)):
             raise GuardrailError(f"labels shape {labels.shape} != ({len(texts)}, {len(self.categories)})")
-        loss_name = getattr(train_cfg.loss, "value", train_cfg.loss)
+        c = train_cfg
+        loss_name = getattr(c["loss"], "value", c["loss"])
         device = self.device
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        per_device = int(train_cfg.per_device_batch_size)
-        grad_accum = max(1, math.ceil(int(train_cfg.global_batch_size) / (per_device * world)))
+        per_device = int(c["per_device_batch_size"])
+        grad_accum = max(1, math.ceil(int(c["global_batch_size"]) / (per_device * world)))
         dtype = pick_dtype(precision, device.type)
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "labels": labels.tolist()})
@@ -265,20 +312,20 @@ class Guardrail:
             output_dir=str(output_dir),
             per_device_train_batch_size=per_device,
             gradient_accumulation_steps=grad_accum,
-            learning_rate=float(train_cfg.learning_rate),
-            lr_scheduler_type=str(train_cfg.lr_scheduler),
-            warmup_steps=float(train_cfg.warmup_ratio),
-            num_train_epochs=float(train_cfg.epochs),
-            max_steps=int(train_cfg.max_steps),
-            weight_decay=float(train_cfg.weight_decay),
-            max_grad_norm=float(train_cfg.max_grad_norm),
-            logging_steps=int(train_cfg.logging_steps),
-            activation_checkpointing=bool(train_cfg.gradient_checkpointing),
-            deepspeed=train_cfg.deepspeed or None,
+            learning_rate=float(c["learning_rate"]),
+            lr_scheduler_type=str(c["lr_scheduler"]),
+            warmup_steps=float(c["warmup_ratio"]),
+            num_train_epochs=float(c["epochs"]),
+            max_steps=int(c["max_steps"]),
+            weight_decay=float(c["weight_decay"]),
+            max_grad_norm=float(c["max_grad_norm"]),
+            logging_steps=int(c["logging_steps"]),
+            activation_checkpointing=bool(c["gradient_checkpointing"]),
+            deepspeed=config_file(c["deepspeed"]) if c.get("deepspeed") else None,
             bf16=dtype == torch.bfloat16,
             fp16=dtype == torch.float16,
             use_cpu=device.type == "cpu",
-            seed=int(train_cfg.seed),
+            seed=int(c["seed"]),
             save_strategy="no",
             report_to=[],
             disable_tqdm=not progress,
@@ -291,7 +338,9 @@ class Guardrail:
             train_dataset=dataset,
             data_collator=DataCollatorWithPadding(self.tokenizer),
             loss_fn=MULTILABEL_LOSSES[loss_name],
+            head_lr_multiplier=float(c.get("head_lr_multiplier", 1.0)),
         )
+        quiet_trainer(trainer)
         start = time.perf_counter()
         result = trainer.train()
         self.model = trainer.model
@@ -304,18 +353,44 @@ class Guardrail:
         }
 
 
+def head_parameters(model) -> list[torch.nn.Parameter]:
+    """The classification head's parameters (`score` in decoder models, `classifier` in encoders)."""
+    for name in ("score", "classifier"):
+        head = getattr(model, name, None)
+        if isinstance(head, torch.nn.Module):
+            return list(head.parameters())
+    return []
+
+
 class _MultiLabelTrainer(Trainer):
     """Trainer whose loss is a multi-label loss on the classifier's logits.
 
     The loss is a per-batch mean, so the Trainer must scale it for gradient accumulation
     (`loss_is_scaled_for_ga = False`); the model's own loss (single-label CE) is never used.
+    The freshly initialised head may learn faster than the pretrained body
+    (`head_lr_multiplier`), which keeps a small learning rate from erasing pretrained features
+    while the head still calibrates (scripts/bench_guardrail_quality.py measures it).
     """
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, loss_fn, **kwargs):
+    def __init__(self, *args, loss_fn, head_lr_multiplier: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn
+        self.head_lr_multiplier = head_lr_multiplier
+
+    def create_optimizer(self, model=None):
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh and self.head_lr_multiplier != 1.0:
+            head = {id(p) for p in head_parameters(self.model)}
+            for group in list(optimizer.param_groups):
+                moved = [p for p in group["params"] if id(p) in head]
+                if moved:
+                    group["params"] = [p for p in group["params"] if id(p) not in head]
+                    extra = {k: v for k, v in group.items() if k != "params"}
+                    optimizer.add_param_group({**extra, "params": moved, "lr": group["lr"] * self.head_lr_multiplier})
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
