@@ -1,9 +1,12 @@
-"""Guardrail evaluation: per benchmark and per language F1, precision, recall, FPR, AUPRC, latency."""
+"""Evaluation of the guardrail (per benchmark and language: F1, precision, recall, FPR, AUPRC,
+latency) and of targets (attack success rate per attack style, category and language, and
+over-refusal on safe prompts)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,3 +72,85 @@ def flat_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, floa
     if report.get("mean_f1") is not None:
         out[f"{prefix}/mean_f1"] = report["mean_f1"]
     return out
+
+
+# ---------------------------------------------------------------- targets: attack success and over-refusal
+@dataclass
+class AttackPrompt:
+    text: str
+    language: str
+    category: str | None
+    attack_style: str | None
+    source: str
+
+
+def attacks_from_benchmark(bench: Benchmark, limit: int | None = None) -> list[AttackPrompt]:
+    """The unsafe prompts of a benchmark file as attacks (its name stands for the attack style)."""
+    prompts = [AttackPrompt(e.text, e.language, e.category, bench.name, bench.name) for e in bench.examples if e.unsafe]
+    return prompts[:limit] if limit else prompts
+
+
+def _rate_table(flags: Sequence[bool], keys: Sequence[str | None]) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for flag, key in zip(flags, keys, strict=True):
+        groups[key or "none"].append(bool(flag))
+    return {k: {"n": len(v), "unsafe": sum(v), "asr": sum(v) / len(v)} for k, v in sorted(groups.items())}
+
+
+def attack_success(
+    target, judge, attacks: Sequence[AttackPrompt], *, samples: int = 1, progress: bool = False
+) -> dict[str, Any]:
+    """ASR = answers the judge (a guardrail, response classification) labels unsafe / all answers,
+    overall and per attack style, category, language and source, with counts."""
+    answers = target.answer([a.text for a in attacks], n=samples, seed=0, progress=progress)
+    flat_attacks = [a for a in attacks for _ in range(samples)]
+    flat_answers = [x for group in answers for x in group]
+    unsafe = judge.is_unsafe([a.text for a in flat_attacks], flat_answers, progress=progress)
+    return {
+        "overall": {
+            "n": len(unsafe),
+            "unsafe": int(unsafe.sum()),
+            "asr": float(unsafe.mean()) if len(unsafe) else None,
+        },
+        "by_attack_style": _rate_table(unsafe, [a.attack_style for a in flat_attacks]),
+        "by_category": _rate_table(unsafe, [a.category for a in flat_attacks]),
+        "by_language": _rate_table(unsafe, [a.language for a in flat_attacks]),
+        "by_style_and_language": _rate_table(unsafe, [f"{a.attack_style}|{a.language}" for a in flat_attacks]),
+        "examples": [
+            {"prompt": a.text, "answer": ans, "unsafe": bool(u), "attack_style": a.attack_style, "language": a.language}
+            for a, ans, u in list(zip(flat_attacks, flat_answers, unsafe, strict=True))[:20]
+        ],
+    }
+
+
+def over_refusal(target, detector, safe_prompts: Sequence[str], *, progress: bool = False) -> dict[str, Any]:
+    """Share of safe prompts (XSTest's) the target refuses, by the configured refusal detector."""
+    answers = [a[0] for a in target.answer(list(safe_prompts), n=1, seed=0, progress=progress)]
+    refused = detector(answers)
+    return {"n": len(refused), "refusals": int(sum(refused)), "rate": sum(refused) / len(refused) if refused else None}
+
+
+def target_comparison_markdown(report: dict[str, Any]) -> str:
+    """Before/after tables: headline numbers, then ASR per attack style, category and language."""
+    b, a = report["before"], report["after"]
+    delta = lambda x, y: (y - x) if x is not None and y is not None else None
+    head = [
+        ("attack success rate", b["asr"]["overall"]["asr"], a["asr"]["overall"]["asr"]),
+        ("over-refusal (XSTest safe prompts)", b["over_refusal"]["rate"], a["over_refusal"]["rate"]),
+    ]
+    parts = [
+        "## Headline\n\n"
+        + markdown_table(
+            ("metric", "before", "after", "change"), [(m, x, y, delta(x, y)) for m, x, y in head]
+        ),  # fmt: skip
+    ]
+    if report.get("guardrail_fpr") is not None:
+        parts.append(f"Guardrail false-positive rate on XSTest's safe prompts: {report['guardrail_fpr']:.3f}")
+    for key, title in (("by_attack_style", "attack style"), ("by_category", "category"), ("by_language", "language")):
+        keys = sorted(set(b["asr"][key]) | set(a["asr"][key]))
+        rows = []
+        for k in keys:
+            x, y = b["asr"][key].get(k, {}), a["asr"][key].get(k, {})
+            rows.append((k, x.get("n", 0), x.get("asr"), y.get("asr"), delta(x.get("asr"), y.get("asr"))))
+        parts.append(f"## ASR per {title}\n\n" + markdown_table((title, "n", "before", "after", "change"), rows))
+    return "\n\n".join(parts) + "\n"

@@ -14,13 +14,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig
 
 from duoguard.atomic import atomic_dir
 from duoguard.config import to_container
 from duoguard.data.benchmarks import Benchmark, load_benchmark, samples_benchmark
 from duoguard.data.readers import builtin_seed_texts, load_seeds, load_train_files
+from duoguard.data.responses import response_examples
 from duoguard.data.schema import Sample, SchemaContext, split_heldout
 from duoguard.evaluate import eval_tables, evaluate_guardrail, flat_metrics
 from duoguard.report import markdown_table, write_report
@@ -65,16 +65,33 @@ def load_training_samples(cfg: DictConfig, taxonomy: Taxonomy) -> list[Sample]:
     return samples
 
 
-def load_benchmarks(cfg: DictConfig) -> list[Benchmark]:
+def split_with_responses(samples: list[Sample], cfg: DictConfig) -> tuple[list[Sample], list[Sample]]:
+    """Train / held-out split; each side then gets its own response examples (no prompt leaks
+    across the split through its answers)."""
+    d = cfg.data
+    train, heldout = split_heldout(samples, float(d.heldout_fraction), int(d.split_seed))
+    if d.response_examples:
+        templates = to_container(d.response_templates)
+        train += response_examples(train, templates)
+        heldout += response_examples(heldout, templates)
+    return train, heldout
+
+
+def load_benchmarks_from(entries, key: str) -> list[Benchmark]:
+    """Benchmark files from a list of BenchmarkConfig nodes; errors name the config key."""
     benches = []
-    for i, b in enumerate(cfg.eval.benchmarks):
+    for i, b in enumerate(entries):
         try:
             benches.append(
                 load_benchmark(b.name, b.format, b.path, language=b.language, limit=b.limit, **to_container(b.options))
             )
         except (ValueError, FileNotFoundError) as e:
-            raise type(e)(f"eval.benchmarks[{i}] ({b.name}): {e}") from None
+            raise type(e)(f"{key}[{i}] ({b.name}): {e}") from None
     return benches
+
+
+def load_benchmarks(cfg: DictConfig) -> list[Benchmark]:
+    return load_benchmarks_from(cfg.eval.benchmarks, "eval.benchmarks")
 
 
 def model_path(model_cfg: DictConfig, cache_dir: str) -> str:
@@ -121,23 +138,16 @@ def new_guardrail(cfg: DictConfig, taxonomy: Taxonomy):
     )
 
 
-def training_arrays(guardrail, samples: list[Sample], taxonomy: Taxonomy) -> tuple[list[str], np.ndarray]:
-    texts = guardrail.format([s.text for s in samples], [s.response for s in samples])
-    labels = np.stack([taxonomy.encode(s.categories) for s in samples]) if samples else np.zeros((0, len(taxonomy)))
-    return texts, labels
-
-
-def train_guardrail(guardrail, samples: list[Sample], cfg: DictConfig, taxonomy: Taxonomy, work_dir: Path) -> dict:
-    texts, labels = training_arrays(guardrail, samples, taxonomy)
+def train_guardrail(guardrail, samples: list[Sample], cfg: DictConfig, work_dir: Path, **overrides) -> dict:
     trainer_dir = work_dir / ".trainer"
     try:
-        return guardrail.fit(
-            texts,
-            labels,
-            cfg.guardrail.train,
+        return guardrail.train(
+            samples,
+            to_container(cfg.guardrail.train),
             output_dir=trainer_dir,
             precision=cfg.guardrail.model.precision.value,
             progress=bool(cfg.progress),
+            **overrides,
         )
     finally:
         shutil.rmtree(trainer_dir, ignore_errors=True)
@@ -161,13 +171,13 @@ def run_guardrail_stage(cfg: DictConfig) -> dict[str, Any]:
     taxonomy = build_taxonomy(cfg)
     samples = load_training_samples(cfg, taxonomy)
     benchmarks = load_benchmarks(cfg)  # bad benchmark paths fail here, before training
-    train, heldout = split_heldout(samples, float(cfg.data.heldout_fraction), int(cfg.data.split_seed))
+    train, heldout = split_with_responses(samples, cfg)
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), job_type="guardrail")
     try:
         guardrail = new_guardrail(cfg, taxonomy)
         log.info("training guardrail on %d samples (%d held out)", len(train), len(heldout))
-        stats = train_guardrail(guardrail, train, cfg, taxonomy, out_dir)
+        stats = train_guardrail(guardrail, train, cfg, out_dir)
         checkpoint = save_guardrail(guardrail, out_dir / "guardrail")
         evals = ([samples_benchmark("heldout", heldout)] if heldout else []) + benchmarks
         report = evaluate_guardrail(guardrail, evals, progress=bool(cfg.progress))

@@ -101,6 +101,15 @@ class Tracker:
             payload[self.step_name] = step
         self._run.log(payload)
 
+    def log_images(self, images: Mapping[str, str | os.PathLike], step: int | None = None) -> None:
+        """PNG files (plots) as W&B images."""
+        if self._run is None:
+            return
+        payload = {name: self._wandb.Image(str(path)) for name, path in images.items()}
+        if step is not None:
+            payload[self.step_name] = step
+        self._run.log(payload)
+
     def log_artifact(self, path: str | os.PathLike, name: str, kind: str) -> None:
         if self._run is None:
             return

@@ -242,3 +242,34 @@ def test_heldout_split_is_stratified_and_reproducible(taxonomy):
         for unsafe in (True, False):
             group = [s for s in held if s.language == lang and s.unsafe == unsafe]
             assert group, (lang, unsafe)
+
+
+def test_response_examples_label_answers_the_way_response_classification_does(taxonomy):
+    from duoguard.config import ResponseTemplates
+    from duoguard.data.responses import response_examples
+    from duoguard.data.schema import Sample
+
+    templates = {"refusal": ResponseTemplates().refusal, "comply": ResponseTemplates().comply}
+    seeds = [
+        Sample("hurt the dog", "fr", ["Violent Crimes"], True, id="u"),
+        Sample("bake bread", "de", [], False, id="s"),
+        Sample("already paired", "en", [], False, response="ok", id="r"),
+    ]
+    out = {s.id: s for s in response_examples(seeds, templates)}
+    assert set(out) == {"u+refusal", "u+comply", "s+comply"}
+    assert (out["u+refusal"].unsafe, out["u+refusal"].categories) == (False, [])
+    assert out["u+refusal"].response == templates["refusal"]["fr"]
+    assert (out["u+comply"].unsafe, out["u+comply"].categories) == (True, ["Violent Crimes"])
+    assert out["s+comply"].unsafe is False and out["s+comply"].response == templates["comply"]["de"]
+    assert out["u+comply"].text == "hurt the dog" and out["u+comply"].provenance["response_for"] == "u"
+
+
+def test_split_keeps_each_prompt_and_its_answers_on_one_side(taxonomy):
+    from duoguard.stages import load_training_samples, split_with_responses
+    from tests.conftest import compose
+
+    cfg = compose(["output_dir=/tmp/x"])
+    train, held = split_with_responses(load_training_samples(cfg, taxonomy), cfg)
+    held_prompts = {s.text for s in held}
+    assert not {s.text for s in train} & held_prompts
+    assert any(s.response for s in held) and any(s.response for s in train)

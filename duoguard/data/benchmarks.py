@@ -14,6 +14,7 @@ rules follow the benchmarks' own definitions as DuoGuard applied them (REFERENCE
 | `multijail`         | MultiJail.csv, one column per language    | always                              |
 | `jbb_artifacts`     | JailbreakBench attack artifact JSON       | `jailbroken` (response task)        |
 | `samples`           | our sample schema (jsonl/csv/parquet)     | its `unsafe` field                  |
+| `duoguard_seeds`    | the shipped seed set (`path: builtin`)    | its `unsafe` field                  |
 """
 
 from __future__ import annotations
@@ -244,6 +245,20 @@ def load_samples_file(path: Path, language: str | None) -> list[BenchmarkExample
     return out
 
 
+def load_duoguard_seeds(path: Path, language: str | None) -> list[BenchmarkExample]:
+    """duoguard's own seed set (path `builtin` or a seed file); its safe rows include XSTest-style
+    look-alikes, which makes it the offline over-refusal set."""
+    out = []
+    for line, row in iter_rows(path, "jsonl"):
+        _need(row, ("text", "unsafe", "language"), path, line)
+        if language is None or row["language"] == language:
+            kind = (row.get("provenance") or {}).get("kind")
+            out.append(
+                BenchmarkExample(row["text"], parse_bool(row["unsafe"], "unsafe"), row["language"], category=kind)
+            )
+    return out
+
+
 LOADERS: dict[str, Callable[..., list[BenchmarkExample]]] = {
     "xstest": load_xstest,
     "openai_moderation": load_openai_moderation,
@@ -254,6 +269,7 @@ LOADERS: dict[str, Callable[..., list[BenchmarkExample]]] = {
     "multijail": load_multijail,
     "jbb_artifacts": load_jbb_artifacts,
     "samples": load_samples_file,
+    "duoguard_seeds": load_duoguard_seeds,
 }
 RESPONSE_FORMATS = {"beavertails", "jbb_artifacts"}
 
@@ -273,6 +289,10 @@ def load_benchmark(
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for benchmark format '{fmt}' (known: {allowed or 'none'})")
+    if fmt == "duoguard_seeds" and str(path) == "builtin":
+        from duoguard.data.readers import builtin_seed_path
+
+        path = builtin_seed_path()
     path = Path(str(path)).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path}: benchmark file not found")
