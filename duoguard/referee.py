@@ -1,0 +1,60 @@
+"""The referee: turns the generator's candidates into rewards, using the judge and the guardrail.
+
+It runs wherever the generator runs (in its Ray actor, or in-process) and reaches the judge and
+the frozen guardrail through role handles, so the same code scores in both runtimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from duoguard.rewards import fooled, game_rewards, intended_probability
+from duoguard.roles.judge import Candidate
+
+
+class Referee:
+    def __init__(self, guardrail, judge, reward_cfg: Mapping[str, Any], threshold: float, round_index: int):
+        self.guardrail, self.judge = guardrail, judge
+        self.reward_cfg = dict(reward_cfg)
+        self.threshold = threshold
+        self.round_index = round_index
+
+    def __call__(self, texts: list[str], conditions: list[dict[str, Any]]) -> tuple[list[float], list[dict[str, Any]]]:
+        candidates = [
+            Candidate(t, c["seed_text"], bool(c["intended_unsafe"]), c["language"], c["category"])
+            for t, c in zip(texts, conditions, strict=True)
+        ]
+        verdicts = self.judge.call("judge", candidates)
+        scores = np.asarray(self.guardrail.call("unsafe_scores", texts), dtype=np.float64)
+        intended = np.array([c.intended_unsafe for c in candidates])
+        keep = np.array([v.keep for v in verdicts])
+        r = self.reward_cfg
+        rewards = game_rewards(
+            intended_probability(scores, intended), keep, kind=getattr(r["fool"], "value", r["fool"]),
+            fool_weight=r["fool_weight"], max_fool=r["max_fool"], reject_penalty=r["reject_penalty"],
+        )  # fmt: skip
+        was_fooled = fooled(scores, intended, self.threshold)
+        records = [
+            {
+                "text": c.text,
+                "language": c.language,
+                "categories": [c.category] if c.intended_unsafe else [],
+                "unsafe": c.intended_unsafe,
+                "category": c.category,
+                "attack_style": cond["attack_style"],
+                "round": self.round_index,
+                "seed_id": cond["seed_id"],
+                "source": "duoguard-game",
+                "guardrail_score": float(scores[i]),
+                "fooled": bool(was_fooled[i]),
+                "judge_keep": bool(v.keep),
+                "judge_reasons": ",".join(v.reasons),
+                "judge_rating": v.rating,
+                "reward": float(rewards[i]),
+            }
+            for i, (c, cond, v) in enumerate(zip(candidates, conditions, verdicts, strict=True))
+        ]
+        return rewards.tolist(), records

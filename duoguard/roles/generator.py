@@ -1,0 +1,249 @@
+"""The generator: a causal-LM policy that rewrites seeds, updated online with GRPO through TRL.
+
+Each round the generator gets a batch of conditions (seed, language, category, attack style)
+and a `score` callable. TRL's GRPOTrainer samples G candidates per prompt, asks `score` for
+their rewards (the judge and the frozen guardrail stand behind it), computes group-relative
+advantages and takes a clipped policy-gradient step with KL to the reference policy. The
+trainer lives as long as the generator, so the optimizer state carries over between rounds.
+
+Why TRL and not a hand-written update: TRL's loss, generation (HF `generate`, or vLLM on GPU),
+DeepSpeed and PEFT paths are maintained upstream; `tests/test_grpo.py` checks that the
+advantages it uses are the ones `duoguard.rewards.group_advantages` computes by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from duoguard.config import config_file
+from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_trainer, quiet_transformers
+from duoguard.prompts import Condition, render
+
+log = logging.getLogger(__name__)
+
+# score(texts, conditions) -> (rewards, records): rewards per candidate, one record dict each
+ScoreFn = Callable[[list[str], list[dict[str, Any]]], tuple[list[float], list[dict[str, Any]]]]
+
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+@dataclass
+class Rollout:
+    """What one round of play produced: every scored candidate and the trainer's statistics."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def candidate_text(completion: Any, first_line_only: bool) -> str:
+    """The prompt a completion proposes: message content for chat models, first line if asked."""
+    if isinstance(completion, list):  # conversational: [{"role": "assistant", "content": ...}]
+        completion = completion[-1]["content"] if completion else ""
+    # a byte-level token can end mid-character; what decodes to U+FFFD is an artifact, not content
+    text = str(completion).replace("\ufffd", "").strip()
+    if first_line_only:
+        text = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return text.strip().strip('"“”«»').strip()
+
+
+class Generator:
+    def __init__(
+        self,
+        model_path: str,
+        cfg: dict[str, Any],
+        *,
+        work_dir: str | os.PathLike,
+        device: str = "auto",
+        seed: int = 0,
+        reference_path: str | None = None,
+        progress: bool = False,
+    ):
+        from transformers import AutoModelForCausalLM
+
+        quiet_transformers()
+        self.cfg = cfg
+        self.seed = seed
+        self.progress = progress
+        self.work_dir = Path(work_dir)
+        self.device = pick_device(device)
+        model_cfg = cfg["model"]
+        self.dtype = pick_dtype(model_cfg["precision"], self.device)
+        self.tokenizer = load_tokenizer(
+            model_path, trust_remote_code=model_cfg["trust_remote_code"], padding_side="left"
+        )
+        self.model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=self.dtype, trust_remote_code=model_cfg["trust_remote_code"]
+        )
+        # TRL builds the KL reference from `_name_or_path`: keep it on the original policy, also
+        # when this generator was restored from a later round's checkpoint.
+        self.model.config._name_or_path = reference_path or model_path
+        self._optimizer_state = Path(model_path) / OPTIMIZER_FILE
+        self._trainer = None
+        self._score: ScoreFn | None = None
+        self._records: list[dict[str, Any]] = []
+        self._score_seconds = 0.0
+
+    # ------------------------------------------------------------------ prompts
+    @property
+    def chat(self) -> bool:
+        return bool(self.cfg.get("use_chat_template")) and bool(getattr(self.tokenizer, "chat_template", None))
+
+    def prompt(self, condition: Condition) -> Any:
+        text = render(condition, self.cfg["templates"])
+        return [{"role": "user", "content": text}] if self.chat else text
+
+    @property
+    def completions_per_step(self) -> int:
+        g = self.cfg["grpo"]
+        return int(g["prompts_per_step"]) * int(g["num_generations"])
+
+    @property
+    def prompts_per_round(self) -> int:
+        g = self.cfg["grpo"]
+        return int(g["prompts_per_step"]) * int(g["steps_per_round"])
+
+    # ------------------------------------------------------------------ GRPO through TRL
+    def _reward(self, prompts, completions, **columns) -> list[float]:
+        """TRL's reward-function hook: turn completions into candidates and ask `score`."""
+        n = len(completions)
+        keys = [k for k in Condition.__dataclass_fields__ if k in columns]
+        conditions = [{k: columns[k][i] for k in keys} for i in range(n)]
+        texts = [candidate_text(c, bool(self.cfg.get("first_line_only", True))) for c in completions]
+        start = time.perf_counter()
+        rewards, records = self._score(texts, conditions)
+        self._score_seconds += time.perf_counter() - start
+        step = columns["trainer_state"].global_step if "trainer_state" in columns else None
+        for r in records:
+            r["step"] = step
+        self._records.extend(records)
+        return [float(x) if x is not None and math.isfinite(x) else None for x in rewards]
+
+    def grpo_args(self):
+        """TRL's GRPOConfig for this generator (also used by scripts/bench_game.py)."""
+        from trl import GRPOConfig
+
+        g, s = self.cfg["grpo"], self.cfg["sampling"]
+        return GRPOConfig(
+            output_dir=str(self.work_dir / "grpo"),
+            per_device_train_batch_size=self.completions_per_step,
+            gradient_accumulation_steps=1,
+            num_generations=int(g["num_generations"]),
+            max_completion_length=int(s["max_new_tokens"]),
+            temperature=float(s["temperature"]),
+            top_p=float(s["top_p"]),
+            top_k=int(s["top_k"]),
+            repetition_penalty=float(s["repetition_penalty"]),
+            learning_rate=float(g["learning_rate"]),
+            lr_scheduler_type="constant",
+            beta=float(g["beta"]),
+            epsilon=float(g["epsilon"]),
+            num_iterations=int(g["num_iterations"]),
+            loss_type=str(g["loss_type"]),
+            scale_rewards=str(g["scale_rewards"]),
+            max_grad_norm=float(g["max_grad_norm"]),
+            weight_decay=float(g["weight_decay"]),
+            max_steps=int(g["steps_per_round"]),
+            activation_checkpointing=bool(g["gradient_checkpointing"]),
+            use_vllm=bool(g["use_vllm"]),
+            vllm_mode=str(g["vllm_mode"]),
+            deepspeed=config_file(g["deepspeed"]) if g.get("deepspeed") else None,
+            bf16=self.dtype == torch.bfloat16,
+            fp16=self.dtype == torch.float16,
+            use_cpu=self.device == "cpu",
+            shuffle_dataset=False,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=not self.progress,
+            seed=self.seed,
+        )
+
+    def _build_trainer(self, dataset):
+        from trl import GRPOTrainer
+
+        trainer = GRPOTrainer(
+            model=self.model, reward_funcs=[self._reward], args=self.grpo_args(), train_dataset=dataset,
+            processing_class=self.tokenizer,
+        )  # fmt: skip
+        quiet_trainer(trainer)
+        if self._optimizer_state.is_file():  # restored from a checkpoint: continue the optimizer too
+            trainer.create_optimizer()
+            trainer.optimizer.load_state_dict(torch.load(self._optimizer_state, map_location="cpu", weights_only=True))
+        return trainer
+
+    def play(self, conditions: Sequence[Condition], score: ScoreFn, round_index: int) -> Rollout:
+        """Generate, score and update for one round; returns every scored candidate."""
+        from datasets import Dataset
+        from transformers import set_seed
+
+        if len(conditions) != self.prompts_per_round:
+            raise ValueError(f"play() needs {self.prompts_per_round} conditions, got {len(conditions)}")
+        rows = [{"prompt": self.prompt(c), **c.as_columns()} for c in conditions]
+        dataset = Dataset.from_list(rows)
+        set_seed(self.seed * 100_003 + round_index)  # the round's randomness does not depend on placement
+        self._score, self._records, self._score_seconds = score, [], 0.0
+        start = time.perf_counter()
+        if self._trainer is None:
+            self._trainer = self._build_trainer(dataset)
+        trainer = self._trainer
+        trainer.train_dataset = dataset
+        trainer._step, trainer._buffered_inputs = 0, None  # each round starts with a fresh rollout
+        trainer.train()
+        self._score = None
+        stats = _round_stats(trainer.state.log_history)
+        stats["seconds_scoring"] = self._score_seconds
+        stats["seconds_generate_and_update"] = time.perf_counter() - start - self._score_seconds
+        return Rollout(records=self._records, stats=stats)
+
+    @torch.inference_mode()
+    def sample(self, conditions: Sequence[Condition], *, seed: int = 0) -> list[str]:
+        """One candidate per condition from the current policy, without updating it."""
+        from transformers import set_seed
+
+        set_seed(seed)
+        prompts = [self.prompt(c) for c in conditions]
+        if self.chat:
+            prompts = [
+                self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts
+            ]
+        s = self.cfg["sampling"]
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        out = self.model.generate(
+            **enc, do_sample=True, max_new_tokens=int(s["max_new_tokens"]), temperature=float(s["temperature"]),
+            top_p=float(s["top_p"]), top_k=int(s["top_k"]) or None, pad_token_id=self.tokenizer.pad_token_id,
+        )  # fmt: skip
+        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        return [candidate_text(t, bool(self.cfg.get("first_line_only", True))) for t in texts]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        if self._trainer is not None and self._trainer.optimizer is not None:
+            torch.save(self._trainer.optimizer.state_dict(), path / OPTIMIZER_FILE)
+
+
+def _round_stats(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    """Means over the round's steps of TRL's logged metrics (kl, reward, entropy, ...)."""
+    keys = {
+        "kl": "kl", "reward_std": "reward_std", "entropy": "entropy",
+        "loss": "policy_loss", "grad_norm": "grad_norm", "completions/mean_length": "completion_tokens",
+        "clip_ratio/region_mean": "clip_ratio", "frac_reward_zero_std": "frac_reward_zero_std",
+    }  # fmt: skip
+    steps = [h for h in log_history if "loss" in h and "train_runtime" not in h]
+    out: dict[str, float] = {"grpo_steps": float(len(steps))}
+    for key, name in keys.items():
+        values = [float(h[key]) for h in steps if key in h]
+        if values:
+            out[name] = sum(values) / len(values)
+    return out

@@ -1,0 +1,34 @@
+"""The game's dynamics in a toy world (see tests/toy/world.py): GRPO learns to fool a frozen
+guardrail, and the guardrail's update on the pool recovers its accuracy on those samples."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import compose
+from tests.toy.world import build_toy_world, toy_overrides
+
+
+@pytest.mark.slow
+def test_generator_learns_to_fool_a_frozen_guardrail_then_guardrail_recovers(tmp_path):
+    from duoguard.game import play_game
+
+    world = build_toy_world(tmp_path / "world")
+    out = tmp_path / "run"
+    frozen = play_game(compose([*toy_overrides(world, out), "game.rounds=4", "game.guardrail_update=frozen"], "game"))
+    rounds = frozen["history"]
+    assert [h["round"] for h in rounds] == [1, 2, 3, 4]
+    first, last = rounds[0], rounds[-1]
+    # with the guardrail frozen, GRPO raises the fool rate (kept and misclassified / generated) clearly
+    assert first["fool_rate"] < 0.1
+    assert last["fool_rate"] > first["fool_rate"] + 0.3
+    assert last["keep_rate"] > first["keep_rate"] + 0.3  # it also learned to keep the label
+    assert all(h["guardrail_acc_after"] == h["guardrail_acc_before"] for h in rounds if h["accepted"])
+
+    # one more round in which the guardrail trains on the pool (resuming the same game)
+    played = play_game(compose([*toy_overrides(world, out), "game.rounds=5", "game.guardrail_update=finetune"], "game"))
+    fifth = played["history"][-1]
+    assert len(played["history"]) == 5 and fifth["round"] == 5
+    assert fifth["guardrail_acc_before"] < 0.6  # the fresh adversarial samples fool it ...
+    assert fifth["guardrail_acc_after"] >= 0.9  # ... until it learns from them
+    assert fifth["guardrail_acc_after"] > fifth["guardrail_acc_before"] + 0.3
