@@ -3,6 +3,9 @@
 - ZLPR: the multi-label categorical cross-entropy DuoGuard trains its classifier with
   (Su, "ZLPR"): L = log(1 + sum_{j in neg} e^{s_j}) + log(1 + sum_{i in pos} e^{-s_i}).
   Its decision boundary is logit 0, i.e. sigmoid 0.5, like BCE's.
+- SafeDPO: DPO with a safety margin Δ on pairs whose rejected answer is unsafe (below).
+
+GRPO's loss is TRL's (see duoguard.rewards for the advantages it uses).
 """
 
 from __future__ import annotations
@@ -42,3 +45,26 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 MULTILABEL_LOSSES = {"zlpr": zlpr_loss, "bce": bce_loss}
+
+
+def safedpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    chosen_unsafe: torch.Tensor,
+    rejected_unsafe: torch.Tensor,
+    beta: float = 0.1,
+    delta: float = 0.0,
+) -> torch.Tensor:
+    """SafeDPO's per-example loss (Kim et al., arXiv 2505.20065), on pairs already through T(D):
+
+        L = -log σ( β·[log π(y_w)/π_ref(y_w)] - β·[log π(y_l)/π_ref(y_l)] - (h_l - h_w)·Δ )
+
+    h = 1 marks an unsafe response. Δ = 0 is TRL's sigmoid DPO loss; Δ > 0 asks for a larger
+    margin exactly when the rejected response is unsafe and the chosen one safe.
+    """
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    h_margin = rejected_unsafe.to(chosen_logratios.dtype) - chosen_unsafe.to(chosen_logratios.dtype)
+    return -F.logsigmoid(beta * (chosen_logratios - rejected_logratios) - h_margin * delta)

@@ -1,0 +1,256 @@
+"""game -> pairs -> SafeDPO -> evaluation, each stage runnable alone from the previous one's dir.
+
+    duoguard-game                                   -> <game>/pool, <game>/guardrail
+    duoguard-safedpo safedpo.game_dir=<game>        -> <safedpo>/pairs, <safedpo>/target, held-out attacks
+    duoguard-eval eval.mode=target eval.target.safedpo_dir=<safedpo>
+                                                    -> target_report.{md,json}, plots
+    duoguard-pipeline                               -> all three in <run>/game, <run>/safedpo, <run>/eval
+
+The game's pool is split by prompt id: most prompts become preference pairs, the held-out rest
+attack the target before and after SafeDPO (it never trains on them).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from duoguard.atomic import atomic_dir, write_text_atomic
+from duoguard.config import ConfigError, to_container
+from duoguard.data.pool import Pool
+from duoguard.errors import UserError
+from duoguard.report import markdown_table, plot_asr_by_style, plot_asr_heatmap, write_report
+from duoguard.stages import load_benchmarks_from, model_path, set_up_torch
+from duoguard.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+HELDOUT_ATTACKS = "attacks_heldout.jsonl"
+
+
+# ---------------------------------------------------------------- the pool's prompts
+def split_pool_prompts(pool_dir: Path, heldout_fraction: float) -> tuple[list[dict], list[dict]]:
+    """Pool rows as prompts, split by a hash of their id (stable across runs and machines)."""
+    train, heldout = [], []
+    for r in Pool(pool_dir).rows():
+        prompt = {
+            "id": r["id"], "text": r["text"], "language": r["language"], "unsafe": bool(r["unsafe"]),
+            "category": (r["categories"] or [None])[0], "attack_style": r["attack_style"], "source": r["source"],
+            "round": r["round"],
+        }  # fmt: skip
+        bucket = int(hashlib.sha256(r["id"].encode()).hexdigest(), 16) % 10_000
+        (heldout if bucket < heldout_fraction * 10_000 else train).append(prompt)
+    return train, heldout
+
+
+def _stage_inputs(cfg: DictConfig) -> tuple[Path | None, Path]:
+    s = cfg.safedpo
+    game = Path(s.game_dir).expanduser() if s.game_dir else None
+    pool = Path(s.pool_path).expanduser() if s.pool_path else (game / "pool" if game else None)
+    guard = Path(s.guardrail_path).expanduser() if s.guardrail_path else (game / "guardrail" if game else None)
+    if guard is None:
+        raise ConfigError("safedpo.game_dir (or safedpo.guardrail_path) is required: the guardrail labels the answers")
+    if not (guard / "config.json").is_file():
+        raise FileNotFoundError(
+            f"guardrail checkpoint not found at {guard} (safedpo.game_dir / safedpo.guardrail_path)"
+        )
+    if pool is not None and not (pool / "manifest.json").is_file():
+        raise FileNotFoundError(f"no game pool at {pool} (safedpo.game_dir / safedpo.pool_path)")
+    if pool is None and not s.pairs.files:
+        raise ConfigError("no prompts: set safedpo.game_dir (a game run) or safedpo.pairs.files")
+    return pool, guard
+
+
+# ---------------------------------------------------------------- duoguard-safedpo
+def run_safedpo_stage(cfg: DictConfig) -> dict[str, Any]:
+    from duoguard.align import build_pairs, read_pku_saferlhf, save_pairs, train_safedpo
+    from duoguard.roles.guardrail import Guardrail
+    from duoguard.roles.target import Target
+
+    out = Path(cfg.output_dir)
+    s, p = cfg.safedpo, cfg.safedpo.pairs
+    pool_dir, guard_path = _stage_inputs(cfg)
+    extra_pairs = []  # public preference files are read (and checked) before any model loads
+    for i, f in enumerate(p.files):
+        try:
+            extra_pairs += read_pku_saferlhf(f.path, limit=f.limit)
+        except UserError as e:
+            raise UserError(f"safedpo.pairs.files[{i}]: {e}") from None
+    train_prompts, heldout = split_pool_prompts(pool_dir, float(p.heldout_fraction)) if pool_dir else ([], [])
+    if p.unsafe_prompts_only:
+        train_prompts = [x for x in train_prompts if x["unsafe"]]
+    write_text_atomic(out / HELDOUT_ATTACKS, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in heldout))
+    set_up_torch(cfg)
+    tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="safedpo")
+    try:
+        device = cfg.runtime.device
+        guardrail = Guardrail.from_pretrained(guard_path, device=device)
+        target_cfg = to_container(cfg.target)
+        base = model_path(cfg.target.model, cfg.cache_dir)
+        target = Target(base, target_cfg, device=device)
+        responder = None
+        if p.responder == "model":
+            if p.responder_model is None:
+                raise ConfigError("safedpo.pairs.responder=model needs safedpo.pairs.responder_model")
+            responder = Target(model_path(p.responder_model, cfg.cache_dir), {**target_cfg, "model": to_container(p.responder_model)},
+                               device=device)  # fmt: skip
+        pairs_cfg = {**to_container(p), "refusals": to_container(cfg.data.response_templates.refusal)}
+        pairs, pair_stats = build_pairs(train_prompts, target, guardrail, pairs_cfg, responder=responder,
+                                        progress=bool(cfg.progress))  # fmt: skip
+        pairs += extra_pairs
+        if not pairs:
+            raise UserError(f"no preference pairs were built ({pair_stats}); with recipe=egida the target answered "
+                            "every prompt safely: try more samples_per_prompt, recipe=all, or preference files")  # fmt: skip
+        save_pairs(pairs, out / "pairs")
+        stats = train_safedpo(pairs, target, to_container(s), work_dir=out, precision=cfg.target.model.precision.value,
+                              progress=bool(cfg.progress))  # fmt: skip
+        atomic_dir(out / "target", target.save, replace=True)
+        result = {
+            "target_base": base, "target": str(out / "target"), "guardrail": str(guard_path), "pool": str(pool_dir),
+            "heldout_attacks": len(heldout), "pairs": {**pair_stats, "from_files": len(extra_pairs)}, "train": stats,
+            "delta": float(s.delta), "beta": float(s.beta),
+        }  # fmt: skip
+        rows = [(k, v) for k, v in {**result["pairs"], **stats["transform"]}.items()]
+        md = "\n\n".join([
+            f"# SafeDPO (Δ = {s.delta:g}, β = {s.beta:g})", f"Target `{base}` -> `{out / 'target'}`",
+            "## Pairs and T(D)\n\n" + markdown_table(("", "count"), rows),
+            "## Training\n\n" + markdown_table(("metric", "value"), [(k, v) for k, v in stats.items() if k != "transform"]),
+        ]) + "\n"  # fmt: skip
+        write_report(out, "safedpo_report", result, md)
+        print(md)
+        tracker.log({k: v for k, v in stats.items() if k != "transform"})
+        tracker.log_artifact(out / "pairs", "safedpo_pairs", "dataset")
+        return result
+    finally:
+        tracker.finish()
+
+
+# ---------------------------------------------------------------- duoguard-eval, target mode
+def _heldout_attacks(safedpo_dir: Path | None, limit: int | None):
+    from duoguard.evaluate import AttackPrompt
+
+    path = safedpo_dir / HELDOUT_ATTACKS if safedpo_dir else None
+    if path is None or not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    attacks = [
+        AttackPrompt(r["text"], r["language"], r["category"], r["attack_style"], "game_heldout")
+        for r in rows
+        if r["unsafe"]
+    ]
+    return attacks[:limit] if limit else attacks
+
+
+def run_target_eval(cfg: DictConfig) -> dict[str, Any]:
+    from duoguard.evaluate import attack_success, attacks_from_benchmark, over_refusal, target_comparison_markdown
+    from duoguard.metrics import binary_metrics
+    from duoguard.refusal import DEFAULT_PATTERNS, RefusalDetector
+    from duoguard.roles.guardrail import Guardrail
+    from duoguard.roles.target import Target
+
+    out = Path(cfg.output_dir)
+    t = cfg.eval.target
+    sdir = Path(t.safedpo_dir).expanduser() if t.safedpo_dir else None
+    safedpo_report = (
+        json.loads((sdir / "safedpo_report.json").read_text())
+        if sdir and (sdir / "safedpo_report.json").is_file()
+        else {}
+    )
+    after = t.after or (str(sdir / "target") if sdir else None)
+    judge_path = t.judge_path or safedpo_report.get("guardrail")
+    if not after or not Path(after, "config.json").is_file():
+        raise FileNotFoundError(f"no target after SafeDPO at {after} (eval.target.safedpo_dir or eval.target.after)")
+    if not judge_path or not Path(judge_path, "config.json").is_file():
+        raise FileNotFoundError(f"no guardrail to judge answers at {judge_path} (eval.target.judge_path)")
+    limit = t.max_prompts
+    attacks = _heldout_attacks(sdir, limit)
+    for bench in load_benchmarks_from(t.attacks, "eval.target.attacks"):
+        attacks += attacks_from_benchmark(bench, limit)
+    if not attacks:
+        raise UserError(
+            "no attack prompts: give eval.target.safedpo_dir (held-out game prompts) or eval.target.attacks"
+        )
+    safe_prompts: list[str] = []
+    if t.over_refusal is not None:
+        (bench,) = load_benchmarks_from([t.over_refusal], "eval.target.over_refusal")
+        safe_prompts = [e.text for e in bench.examples if not e.unsafe][:limit]
+    set_up_torch(cfg)
+    tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="eval")
+    try:
+        device = cfg.runtime.device
+        judge = Guardrail.from_pretrained(judge_path, device=device)
+        detector = RefusalDetector(list(t.refusal_patterns) or DEFAULT_PATTERNS)
+        before = t.before or safedpo_report.get("target_base") or model_path(cfg.target.model, cfg.cache_dir)
+        report: dict[str, Any] = {"judge": judge_path, "attacks": len(attacks), "safe_prompts": len(safe_prompts)}
+        for name, path in (("before", before), ("after", after)):
+            target = Target(str(path), to_container(cfg.target), device=device)
+            report[name] = {
+                "model": str(path),
+                "asr": attack_success(
+                    target, judge, attacks, samples=int(t.samples_per_prompt), progress=bool(cfg.progress)
+                ),
+                "over_refusal": over_refusal(target, detector, safe_prompts)
+                if safe_prompts
+                else {"n": 0, "rate": None},
+            }
+        if safe_prompts:
+            report["guardrail_fpr"] = binary_metrics(
+                [False] * len(safe_prompts), judge.unsafe_scores(safe_prompts), judge.threshold
+            )["fpr"]
+        plots = [
+            plot_asr_by_style(report["before"]["asr"]["by_attack_style"], report["after"]["asr"]["by_attack_style"],
+                              out / "asr_by_attack_style.png"),
+            plot_asr_heatmap(report["before"]["asr"]["by_style_and_language"],
+                             report["after"]["asr"]["by_style_and_language"], out / "asr_heatmap.png"),
+        ]  # fmt: skip
+        md = f"# Target evaluation: before and after SafeDPO\n\nJudge: `{judge_path}` · {len(attacks)} attack prompts" \
+             f" · {len(safe_prompts)} safe prompts\n\n" + target_comparison_markdown(report) + \
+             "\n![ASR per attack style](asr_by_attack_style.png)\n\n![ASR heat map](asr_heatmap.png)\n"  # fmt: skip
+        write_report(out, "target_report", report, md)
+        print(md)
+        tracker.log({f"{k}/asr": report[k]["asr"]["overall"]["asr"] for k in ("before", "after")}
+                    | {f"{k}/over_refusal": report[k]["over_refusal"]["rate"] for k in ("before", "after")})  # fmt: skip
+        tracker.log_images({p.stem: p for p in plots})
+        tracker.log_table("asr_by_attack_style", ["attack_style", "n", "before", "after"], [
+            [s, v["n"], v["asr"], report["after"]["asr"]["by_attack_style"].get(s, {}).get("asr")]
+            for s, v in report["before"]["asr"]["by_attack_style"].items()
+        ])  # fmt: skip
+        return report
+    finally:
+        tracker.finish()
+
+
+# ---------------------------------------------------------------- duoguard-pipeline
+def _stage_cfg(cfg: DictConfig, output_dir: Path, **updates: Any) -> DictConfig:
+    """The pipeline's config for one stage: its own output dir and inputs, same typed schema."""
+    stage = copy.deepcopy(cfg)
+    OmegaConf.update(stage, "output_dir", str(output_dir), merge=False)
+    for key, value in updates.items():
+        OmegaConf.update(stage, key, value, merge=False)
+    return stage
+
+
+def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
+    from duoguard.game import play_game
+
+    out = Path(cfg.output_dir)
+    if not cfg.logger.group:  # the stages' W&B runs share one group
+        OmegaConf.update(cfg, "logger.group", out.name, merge=False)
+    game_dir, safedpo_dir, eval_dir = out / "game", out / "safedpo", out / "eval"
+    log.info("pipeline stage 1/3: the game (%s)", game_dir)
+    play_game(_stage_cfg(cfg, game_dir))
+    if (safedpo_dir / "safedpo_report.json").is_file() and (safedpo_dir / "target" / "config.json").is_file():
+        log.info("pipeline stage 2/3: SafeDPO already done in %s", safedpo_dir)
+    else:
+        log.info("pipeline stage 2/3: pairs and SafeDPO (%s)", safedpo_dir)
+        run_safedpo_stage(_stage_cfg(cfg, safedpo_dir, **{"safedpo.game_dir": str(game_dir)}))
+    log.info("pipeline stage 3/3: evaluation (%s)", eval_dir)
+    report = run_target_eval(_stage_cfg(cfg, eval_dir, **{"eval.target.safedpo_dir": str(safedpo_dir)}))
+    log.info("pipeline done: report at %s", eval_dir / "target_report.md")
+    return report
