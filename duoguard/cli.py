@@ -1,7 +1,11 @@
 """Entry points. The Hydra apps only compose and check config, then call a stage.
 
     duoguard-guardrail   train, evaluate and save a guardrail          (conf/guardrail.yaml)
-    duoguard-eval        score a guardrail checkpoint on benchmarks    (conf/eval.yaml)
+    duoguard-eval        score a guardrail on benchmarks, or a target  (conf/eval.yaml)
+                         before/after SafeDPO (eval.mode=target)
+    duoguard-game        the generator and the guardrail co-evolve     (conf/game.yaml)
+    duoguard-safedpo     preference pairs from a game, SafeDPO         (conf/safedpo.yaml)
+    duoguard-pipeline    game -> SafeDPO -> evaluation (main job)      (conf/pipeline.yaml)
     duoguard-classify    classify texts from a file or stdin to jsonl  (argparse, no Hydra)
 
 Heavy libraries (torch, transformers) are imported inside the stages, so `--help` and config
@@ -13,27 +17,19 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from duoguard.config import register_configs, require, validate
+from duoguard.config import conf_dir, register_configs, require, validate
 from duoguard.errors import UserError
 
 log = logging.getLogger("duoguard")
+GAME_SECTIONS = ("taxonomy", "data", "guardrail", "generator", "judge", "game", "logger", "runtime")
+ALL_SECTIONS = (*GAME_SECTIONS, "target", "safedpo", "eval")
 
 
-def _conf_dir() -> str:
-    """`conf/` beside the package in a checkout or editable install, inside it in a wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"duoguard's conf/ folder was not found next to {here}")
-
-
-CONF_DIR = _conf_dir()
+CONF_DIR = conf_dir()
 register_configs()
 
 
@@ -65,11 +61,43 @@ def guardrail_main(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 @_user_errors
 def eval_main(cfg: DictConfig) -> None:
-    require(cfg, "eval.guardrail_path")
     validate(cfg, ("eval", "logger", "runtime"))
+    if cfg.eval.mode == "target":
+        from duoguard.pipeline import run_target_eval
+
+        run_target_eval(cfg)
+        return
+    require(cfg, "eval.guardrail_path")
     from duoguard.stages import run_eval_stage
 
     run_eval_stage(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="safedpo")
+@_user_errors
+def safedpo_main(cfg: DictConfig) -> None:
+    validate(cfg, ("target", "safedpo", "logger", "runtime"))
+    from duoguard.pipeline import run_safedpo_stage
+
+    run_safedpo_stage(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pipeline")
+@_user_errors
+def pipeline_main(cfg: DictConfig) -> None:
+    validate(cfg, ALL_SECTIONS)
+    from duoguard.pipeline import run_pipeline
+
+    run_pipeline(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="game")
+@_user_errors
+def game_main(cfg: DictConfig) -> None:
+    validate(cfg, GAME_SECTIONS)
+    from duoguard.game import play_game
+
+    play_game(cfg)
 
 
 def classify_main(argv: list[str] | None = None) -> int:

@@ -4,10 +4,11 @@ logistic-regression baselines.
 
     python scripts/bench_guardrail_quality.py [--epochs 3] [--harmless 1200]
 
-Training data (never XSTest): harmful prompts from refusal_direction's train split, AdvBench and
-HarmBench (categories mapped onto DuoGuard's taxonomy where the source gives one, else the
-catch-all Non-Violent Crimes), harmless Alpaca instructions from refusal_direction, and the
-English rows of duoguard's seed set (which hold XSTest-style safe look-alikes). The reference
+Training data (never XSTest): harmful prompts from refusal_direction's train split, AdvBench,
+HarmBench, StrongREJECT, MaliciousInstruct and JailbreakBench (categories mapped onto DuoGuard's
+taxonomy where the source gives one, else the catch-all Non-Violent Crimes); harmless Alpaca
+instructions from refusal_direction and JailbreakBench's benign look-alike behaviours; and the
+English rows of duoguard's seed set (question-style requests and XSTest-style safe look-alikes). The reference
 point: frozen MiniLM embeddings + logistic regression on refusal_direction alone score XSTest
 F1 0.670; the script recomputes that baseline in the same run.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import random
 import sys
@@ -28,12 +30,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from duoguard.config import DataConfig  # noqa: E402
 from duoguard.data.benchmarks import load_benchmark  # noqa: E402
 from duoguard.data.schema import Sample  # noqa: E402
 from duoguard.metrics import binary_metrics  # noqa: E402
 from duoguard.report import markdown_table  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
+STRONGREJECT_TO_TAXONOMY = {
+    "Disinformation and deception": "Non-Violent Crimes",
+    "Hate, harassment and discrimination": "Hate",
+    "Illegal goods and services": "Non-Violent Crimes",
+    "Non-violent crimes": "Non-Violent Crimes",
+    "Sexual content": "Sexual Content",
+    "Violence": "Violent Crimes",
+}
 HARMBENCH_TO_TAXONOMY = {
     "chemical_biological": "Indiscriminate Weapons",
     "cybercrime_intrusion": "Non-Violent Crimes",
@@ -62,7 +73,7 @@ def refusal_direction(harmless: int, seed: int) -> list[Sample]:
     ]
 
 
-def full_mix(harmless: int, seed: int, taxonomy) -> list[Sample]:
+def full_mix(harmless: int, seed: int, taxonomy, seed_repeat: int = 1) -> list[Sample]:
     from duoguard.data.readers import load_seeds
 
     rows = refusal_direction(harmless, seed)
@@ -73,27 +84,24 @@ def full_mix(harmless: int, seed: int, taxonomy) -> list[Sample]:
             unsafe(r["Behavior"], HARMBENCH_TO_TAXONOMY.get(r["SemanticCategory"], "Non-Violent Crimes"), "harmbench")
             for r in csv.DictReader(f)
         ]
-    rows += load_seeds(
-        "builtin",
-        taxonomy,
-        ["en"],
-        [
-            "direct",
-            "roleplay",
-            "hypothetical",
-            "persuasion",
-            "refusal_suppression",
-            "prefix_injection",
-            "story",
-            "academic",
-        ],
-    )
+    with open(SHARED / "harmbench/strongreject_dataset.csv", encoding="utf-8") as f:
+        rows += [
+            unsafe(
+                r["forbidden_prompt"], STRONGREJECT_TO_TAXONOMY.get(r["category"], "Non-Violent Crimes"), "strongreject"
+            )
+            for r in csv.DictReader(f)
+        ]
+    lines = (SHARED / "harmbench/malicious_instruct.txt").read_text(encoding="utf-8").splitlines()
+    rows += [unsafe(line.strip(), source="malicious_instruct") for line in lines if line.strip()]
+    for r in json.loads((SHARED / "jailbreakbench/jbb_behaviors_harmful_and_benign_200.json").read_text()):
+        rows.append(unsafe(r["text"], source="jbb") if r["label"] == "harmful" else safe(r["text"], "jbb_benign"))
+    seeds = load_seeds("builtin", taxonomy, ["en"], DataConfig().attack_styles)
     seen, out = set(), []
     for s in rows:  # AdvBench also sits inside refusal_direction: keep one copy
         if s.text.strip().lower() not in seen:
             seen.add(s.text.strip().lower())
             out.append(s)
-    return out
+    return out + seeds * seed_repeat  # the small on-distribution seed set, repeated
 
 
 @torch.inference_mode()
@@ -135,21 +143,24 @@ def fine_tuned(path: str, train: list[Sample], test_texts, test_labels, args, ou
                 "runtime.device=cpu",
                 f"guardrail.train.learning_rate={args.lr}",
                 f"guardrail.train.epochs={args.epochs}",
+                f"guardrail.train.head_lr_multiplier={args.head_lr_multiplier}",
                 "guardrail.train.global_batch_size=32",
                 "guardrail.train.per_device_batch_size=32",
                 "guardrail.train.warmup_ratio=0.1",
                 "guardrail.train.lr_scheduler=linear",
-                "guardrail.max_length=256",
+                "guardrail.max_length=128",
                 f"guardrail.train.seed={args.seed}",
+                f"taxonomy={getattr(args, 'taxonomy', 'duoguard12')}",
                 "progress=false",
                 f"output_dir={out_dir}",
             ],
         )
     taxonomy = build_taxonomy(cfg)
+    train = [dataclasses.replace(s, categories=taxonomy.resolve_all(s.categories)) for s in train]
     torch.manual_seed(args.seed)
     guard = new_guardrail(cfg, taxonomy)
     start = time.perf_counter()
-    stats = train_guardrail(guard, train, cfg, taxonomy, out_dir)
+    stats = train_guardrail(guard, train, cfg, out_dir)
     scores = guard.unsafe_scores(test_texts)
     return {
         **binary_metrics(test_labels, scores, guard.threshold),
@@ -161,9 +172,13 @@ def fine_tuned(path: str, train: list[Sample], test_texts, test_labels, args, ou
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=float, default=3)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--head-lr-multiplier", type=float, default=50.0)
     ap.add_argument("--harmless", type=int, default=1200, help="Alpaca instructions drawn as safe examples")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--taxonomy", default="duoguard12", help="taxonomy preset of the fine-tuned head (binary: one category)"
+    )
     ap.add_argument("--out", default="/tmp/duoguard_quality")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
