@@ -192,6 +192,8 @@ def _safedpo_trainer_class():
     import torch
     from trl import DPOTrainer
 
+    from duoguard.training import SkipNonFinite
+
     def with_margin(base_collator):
         """TRL's collator keeps only its own columns; carry the per-pair margin along."""
 
@@ -203,7 +205,7 @@ def _safedpo_trainer_class():
 
         return collate
 
-    class SafeDPOTrainer(DPOTrainer):
+    class SafeDPOTrainer(SkipNonFinite, DPOTrainer):
         """TRL's DPOTrainer with SafeDPO's margin Δ.
 
         The reference log-probs are precomputed and the rejected ones shifted by
@@ -325,7 +327,7 @@ def train_safedpo(
 
     from datasets import Dataset
 
-    from duoguard.models import quiet_trainer
+    from duoguard.training import quiet_trainer
 
     transformed, counts = safedpo_transform(pairs)
     if not transformed:

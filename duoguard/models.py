@@ -165,19 +165,3 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def quiet_trainer(trainer) -> None:
-    """Keep a Trainer's progress bar but stop it printing every log dict to the console.
-
-    duoguard logs its own per-round and per-stage summaries; the raw dicts stay available in
-    `trainer.state.log_history`.
-    """
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    class _QuietProgress(ProgressCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            return None
-
-    if trainer.pop_callback(PrinterCallback) is None and trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(_QuietProgress)

@@ -74,7 +74,7 @@ def time_parts(cfg, last: dict) -> dict[str, float]:
         rng = random.Random(0)
         trainer = GRPOTrainer(model=gen.model, reward_funcs=[lambda completions, **_: [rng.random() for _ in completions]],
                               args=gen.grpo_args(), train_dataset=dataset, processing_class=gen.tokenizer)  # fmt: skip
-        from duoguard.models import quiet_trainer
+        from duoguard.training import quiet_trainer
 
         quiet_trainer(trainer)
         trainer.train()  # first call builds the optimizer, as the game's first round does

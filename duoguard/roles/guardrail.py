@@ -27,7 +27,8 @@ from transformers import Trainer
 from duoguard.config import config_file
 from duoguard.errors import UserError
 from duoguard.losses import MULTILABEL_LOSSES
-from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_trainer, quiet_transformers
+from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
+from duoguard.training import SkipNonFinite, quiet_trainer
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,14 @@ class Guardrail:
             texts, self.labels_for(samples), cfg, output_dir=output_dir, precision=precision, progress=progress
         )
 
+    def load(self, path: str | os.PathLike) -> None:
+        """Take the weights of a saved guardrail (a checkpoint of this one), in place."""
+        from transformers import AutoModelForSequenceClassification
+
+        saved = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=next(self.model.parameters()).dtype)
+        self.model.load_state_dict(saved.state_dict())
+        self.model.eval()
+
     def restart(self) -> None:
         """Back to the base model with a fresh head (rounds that retrain from scratch)."""
         if self.base_path is None:
@@ -350,6 +359,7 @@ class Guardrail:
             "train_steps": int(result.global_step),
             "train_examples": len(texts),
             "train_seconds": time.perf_counter() - start,
+            "skipped_steps": trainer.skipped_steps,  # non-finite losses (SkipNonFinite)
         }
 
 
@@ -362,8 +372,9 @@ def head_parameters(model) -> list[torch.nn.Parameter]:
     return []
 
 
-class _MultiLabelTrainer(Trainer):
-    """Trainer whose loss is a multi-label loss on the classifier's logits.
+class _MultiLabelTrainer(SkipNonFinite, Trainer):
+    """Trainer whose loss is a multi-label loss on the classifier's logits; a step with a
+    non-finite loss is skipped and counted (SkipNonFinite).
 
     The loss is a per-batch mean, so the Trainer must scale it for gradient accumulation
     (`loss_is_scaled_for_ga = False`); the model's own loss (single-label CE) is never used.

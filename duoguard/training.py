@@ -1,0 +1,68 @@
+"""Trainer plumbing shared by the guardrail (Trainer), generator (GRPOTrainer) and SafeDPO (DPOTrainer).
+
+- `quiet_trainer`: keep the progress bar, drop the per-step log dicts from the console.
+- `SkipNonFinite`: a Trainer mixin that skips (and counts) an optimizer step whose loss is NaN
+  or inf, or whose inputs were flagged as such (e.g. non-finite rewards). A skipped step leaves
+  the weights and the optimizer state exactly as they were.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+
+
+def quiet_trainer(trainer) -> None:
+    """Keep a Trainer's progress bar but stop it printing every log dict to the console.
+
+    duoguard logs its own per-round and per-stage summaries; the raw dicts stay available in
+    `trainer.state.log_history`.
+    """
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class _QuietProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    if trainer.pop_callback(PrinterCallback) is None and trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_QuietProgress)
+
+
+class SkipNonFinite:
+    """Mix into a transformers Trainer subclass (before the Trainer class)."""
+
+    skipped_steps = 0
+    _flagged = False  # set by flag_nonfinite() for the micro-batch being prepared
+    _skip_step = False  # the current accumulation window saw a non-finite loss or input
+
+    def flag_nonfinite(self) -> None:
+        self._flagged = True
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._flagged or not torch.isfinite(loss).all():
+            self._flagged = False
+            self._skip_step = True
+            model.zero_grad(set_to_none=True)
+            return torch.zeros_like(loss)
+        return loss
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if not getattr(optimizer, "_duoguard_skips", False):
+            step = optimizer.step
+            trainer = self
+
+            def guarded_step(opt, *args, **kwargs):
+                if trainer._skip_step:
+                    trainer._skip_step = False
+                    trainer.skipped_steps += 1
+                    opt.zero_grad(set_to_none=True)
+                    return None
+                return step(*args, **kwargs)
+
+            # a bound method, as accelerate and LR schedulers expect of `optimizer.step`
+            optimizer.step = types.MethodType(guarded_step, optimizer)
+            optimizer._duoguard_skips = True
+        return optimizer
