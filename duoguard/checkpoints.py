@@ -31,7 +31,6 @@ class GameState:
     history: list[dict[str, Any]] = field(default_factory=list)
     run_id: str | None = None
     pool: dict[str, Any] = field(default_factory=dict)
-    python_rng: Any = None
 
 
 class Checkpoints:
@@ -67,11 +66,11 @@ class Checkpoints:
         import torch
 
         data = json.loads((folder / "state.json").read_text())
-        rng = torch.load(folder / "rng.pt", weights_only=False)
+        rng = torch.load(folder / "rng.pt", weights_only=False)  # our own file: Python's RNG state is a tuple
+        random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
-        return GameState(round=data["round"], history=data["history"], run_id=data["run_id"], pool=data["pool"],
-                         python_rng=rng["python"])  # fmt: skip
+        return GameState(round=data["round"], history=data["history"], run_id=data["run_id"], pool=data["pool"])
 
     def save(self, round_index: int, roles: Any, state: GameState) -> Path:
         import numpy as np

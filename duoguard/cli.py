@@ -22,7 +22,7 @@ import hydra
 from omegaconf import DictConfig
 
 from duoguard.config import conf_dir, register_configs, require, validate
-from duoguard.errors import UserError
+from duoguard.errors import GameStopped, UserError
 
 log = logging.getLogger("duoguard")
 GAME_SECTIONS = ("taxonomy", "data", "guardrail", "generator", "judge", "game", "logger", "runtime")
@@ -34,17 +34,23 @@ register_configs()
 
 
 def _user_errors(fn):
-    """Bad input ends the app with one clear line and exit code 2, not a traceback."""
-    expected = (UserError, FileNotFoundError)
+    """Bad input ends the app with one clear line and exit code 2, a fault policy stopping a game
+    with exit code 3; neither prints a traceback (bugs still do)."""
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig):
+        from duoguard.runtime import RoleError
+
         try:
             return fn(cfg)
-        except expected as e:
+        except (UserError, FileNotFoundError) as e:
             log.error("%s", e)
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
+        except (RoleError, GameStopped) as e:  # RoleError includes out-of-memory errors naming the batch-size key
+            log.error("%s", e)
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(3) from None
 
     return wrapper
 
@@ -88,7 +94,8 @@ def pipeline_main(cfg: DictConfig) -> None:
     validate(cfg, ALL_SECTIONS)
     from duoguard.pipeline import run_pipeline
 
-    run_pipeline(cfg)
+    report = run_pipeline(cfg)
+    return report["after"]["asr"]["overall"]["asr"]  # for sweepers: attack success rate after SafeDPO
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="game")
@@ -97,7 +104,14 @@ def game_main(cfg: DictConfig) -> None:
     validate(cfg, GAME_SECTIONS)
     from duoguard.game import play_game
 
-    play_game(cfg)
+    history = play_game(cfg)["history"]
+    return objective(history[-1] if history else {}, cfg.game.objective)
+
+
+def objective(metrics: dict, name: str) -> float | None:
+    """The number an app hands back to Hydra (sweepers such as Optuna optimise it)."""
+    value = metrics.get(name)
+    return float(value) if value is not None else None
 
 
 def classify_main(argv: list[str] | None = None) -> int:

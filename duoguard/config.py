@@ -318,6 +318,9 @@ class GameConfig:
     warmup_guardrail: bool = True  # train the guardrail on the seeds before round 1
     keep_checkpoints: int = 2
     sample_table_rows: int = 32  # candidates logged to W&B per round
+    max_role_failures: int = 3  # role processes that may die (and be restarted) before the game stops
+    max_nonfinite_updates: int = 3  # skipped non-finite updates per role before the game stops
+    objective: str = "heldout_f1"  # the last round's metric the app returns (for Optuna sweeps)
     reward: RewardConfig = field(default_factory=RewardConfig)
 
 
@@ -471,8 +474,9 @@ class RayConfig:
     num_cpus: int | None = None  # for a local Ray only
     num_gpus: int | None = None
     include_dashboard: bool = False
-    runtime_env: dict[str, Any] = field(default_factory=dict)
+    runtime_env: dict[str, Any] = field(default_factory=dict)  # working_dir, env_vars (WANDB_*), pip, ...
     placement_timeout_s: float = 60.0
+    max_restarts: int = 2  # Ray restarts a dead role actor this many times (the round is retried)
 
 
 @dataclass
@@ -597,6 +601,8 @@ def validate(cfg: DictConfig, sections: tuple[str, ...] = ("data", "guardrail", 
         _check(0.0 <= g.unsafe_fraction <= 1.0, "game.unsafe_fraction", "must be in [0, 1]")
         _check(g.guardrail_epochs > 0, "game.guardrail_epochs", "must be > 0")
         _check(g.keep_checkpoints >= 1, "game.keep_checkpoints", "must be >= 1")
+        _check(g.max_role_failures >= 0 and g.max_nonfinite_updates >= 0, "game.max_role_failures",
+               "and game.max_nonfinite_updates must be >= 0")  # fmt: skip
         r = g.reward
         _check(r.fool_weight >= 0 and r.reject_penalty >= 0 and r.max_fool > 0, "game.reward",
                "fool_weight and reject_penalty must be >= 0, max_fool > 0")  # fmt: skip

@@ -7,3 +7,8 @@ instead of a traceback; everything else is a bug and keeps its traceback.
 
 class UserError(ValueError):
     """Bad input by the user; the message says what and where."""
+
+
+class GameStopped(RuntimeError):
+    """A fault policy stopped the game (too many role failures or non-finite updates); the last
+    completed round is intact in the run's checkpoints."""

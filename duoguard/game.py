@@ -33,10 +33,11 @@ from duoguard.checkpoints import Checkpoints, GameState
 from duoguard.config import to_container
 from duoguard.data.pool import Pool, normalise
 from duoguard.data.schema import Sample
+from duoguard.errors import GameStopped
 from duoguard.metrics import binary_metrics
 from duoguard.prompts import ConditionSampler
 from duoguard.referee import Referee
-from duoguard.runtime import make_runtime
+from duoguard.runtime import RoleDied, make_runtime
 from duoguard.stages import build_taxonomy, load_training_samples, model_path, set_up_torch, split_with_responses
 from duoguard.tracking import Tracker
 
@@ -174,6 +175,7 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
     held_scores = roles.guardrail.call("unsafe_scores", [s.text for s in heldout], [s.response for s in heldout])
     held = binary_metrics([s.unsafe for s in heldout], held_scores, threshold)
     lap("eval")
+    seconds["seconds_round"] = sum(seconds.values())
     n = len(records)
     kept = [x for x in records if x["judge_keep"]]
     metrics = {
@@ -198,56 +200,112 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
 
 
 # ---------------------------------------------------------------- the game
+def spawn_roles(runtime, cfg: DictConfig, names: list[str], ckpt: Path | None, out_dir: Path) -> Roles:
+    """Build the three roles where the runtime puts them, from a checkpoint or the base models."""
+    plain = to_container(cfg)
+    gen_base = model_path(cfg.generator.model, cfg.cache_dir)
+    llm = cfg.judge.llm.model
+    g, grpo = cfg.guardrail, cfg.generator.grpo
+    return Roles(
+        guardrail=runtime.spawn(
+            "guardrail", build_guardrail, plain, names, model_path(g.model, cfg.cache_dir),
+            str(ckpt / "guardrail") if ckpt else None, role_device(cfg, "guardrail"),
+            hints={"train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
+                   "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size)},
+        ),
+        judge=runtime.spawn(
+            "judge", build_judge, plain, model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
+            role_device(cfg, "judge"), hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
+        ),
+        generator=runtime.spawn(
+            "generator", build_generator, plain, str(ckpt / "generator") if ckpt else gen_base, gen_base,
+            str(out_dir / ".generator"), role_device(cfg, "generator"),
+            hints={"play": ("generator.grpo.prompts_per_step", f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})")},
+        ),
+    )  # fmt: skip
+
+
+def warm_up(roles: Roles, seeds: list[Sample], cfg: DictConfig, out_dir: Path) -> None:
+    if cfg.game.warmup_guardrail:
+        stats = roles.guardrail.call(
+            "train", seeds, to_container(cfg.guardrail.train), output_dir=str(out_dir / ".trainer"),
+            precision=cfg.guardrail.model.precision.value, progress=bool(cfg.progress),
+        )  # fmt: skip
+        log.info("guardrail warm-up on %d seeds: loss %.4f", len(seeds), stats["train_loss"])
+
+
+def reload_roles(roles: Roles, ckpt: Path) -> None:
+    """Every stateful role back to a checkpoint (after a role's process died mid-round)."""
+    for handle in (roles.generator, roles.guardrail, roles.judge):
+        handle.wait_until_alive()  # Ray rebuilds a dead role's actor from its builder
+    roles.generator.call("load", str(ckpt / "generator"))
+    roles.guardrail.call("load", str(ckpt / "guardrail"))
+
+
+def check_nonfinite(history: list[dict], r: int, limit: int) -> None:
+    for role, key in (("generator", "gen/skipped_updates"), ("guardrail", "guardrail/skipped_steps")):
+        total = sum(h.get(key) or 0 for h in history)
+        if total and total >= limit:
+            raise GameStopped(
+                f"role '{role}' skipped {total:g} updates with non-finite losses or rewards by round {r} "
+                f"(game.max_nonfinite_updates={limit}); the game stops with round {r - 1} complete"
+            )
+
+
 def play_game(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir)
     taxonomy = build_taxonomy(cfg)
-    samples = load_training_samples(cfg, taxonomy)
-    seeds, heldout = split_with_responses(samples, cfg)
+    seeds, heldout = split_with_responses(load_training_samples(cfg, taxonomy), cfg)
     checkpoints = Checkpoints(out_dir / "checkpoints", keep=int(cfg.game.keep_checkpoints))
     state = checkpoints.resume_state(str(cfg.game.resume).lower())
-    categories = list(cfg.game.categories) or taxonomy.names
-    prompt_seeds = [s for s in seeds if s.response is None]  # the generator rewrites prompts
-    sampler = ConditionSampler(prompt_seeds, [taxonomy.resolve(c) for c in categories], list(cfg.data.languages),
-                               list(cfg.data.attack_styles), unsafe_fraction=float(cfg.game.unsafe_fraction),
-                               seed=int(cfg.seed))  # fmt: skip
+    rounds = int(cfg.game.rounds)
+    if (
+        state
+        and state.round >= rounds
+        and all((out_dir / n / "config.json").is_file() for n in ("generator", "guardrail"))
+    ):
+        log.info("the game in %s already played its %d rounds", out_dir, state.round)
+        return {"rounds": state.round, "history": state.history, "output_dir": str(out_dir)}
+    sampler = ConditionSampler(
+        [s for s in seeds if s.response is None], [taxonomy.resolve(c) for c in cfg.game.categories or taxonomy.names],
+        list(cfg.data.languages), list(cfg.data.attack_styles), unsafe_fraction=float(cfg.game.unsafe_fraction),
+        seed=int(cfg.seed),
+    )  # fmt: skip
     set_up_torch(cfg)
     pool = Pool(out_dir / "pool")
     pool.truncate(state.round if state else 0)
-    guard_base = model_path(cfg.guardrail.model, cfg.cache_dir)
-    gen_base = model_path(cfg.generator.model, cfg.cache_dir)
-    llm_cfg = cfg.judge.llm.model
-    llm_path = model_path(llm_cfg, cfg.cache_dir) if llm_cfg is not None and llm_cfg.name_or_path else None
     tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), run_id=state.run_id if state else None,
                       job_type="game", step_name="round")  # fmt: skip
-    if state:
-        tracker.rewrite_history(state.history)
-        random.setstate(state.python_rng)
-        log.info("resuming the game after round %d from %s", state.round, checkpoints.latest_dir())
-    runtime = make_runtime(to_container(cfg.runtime), to_container(cfg.ray))
-    plain = to_container(cfg)
     history = list(state.history) if state else []
+    tracker.rewrite_history(history)
+    runtime = make_runtime(to_container(cfg.runtime), to_container(cfg.ray))
     try:
-        ckpt = checkpoints.latest_dir() if state else None
-        roles = Roles(
-            guardrail=runtime.spawn("guardrail", build_guardrail, plain, taxonomy.names, guard_base,
-                                    str(ckpt / "guardrail") if ckpt else None, role_device(cfg, "guardrail")),
-            judge=runtime.spawn("judge", build_judge, plain, llm_path, role_device(cfg, "judge")),
-            generator=runtime.spawn("generator", build_generator, plain, str(ckpt / "generator") if ckpt else gen_base,
-                                    gen_base, str(out_dir / ".generator"), role_device(cfg, "generator")),
-        )  # fmt: skip
-        if not state and cfg.game.warmup_guardrail:
-            stats = roles.guardrail.call(
-                "train", seeds, to_container(cfg.guardrail.train), output_dir=str(out_dir / ".trainer"),
-                precision=cfg.guardrail.model.precision.value, progress=bool(cfg.progress),
-            )  # fmt: skip
-            log.info("guardrail warm-up on %d seeds: loss %.4f", len(seeds), stats["train_loss"])
-        for r in range((state.round if state else 0) + 1, int(cfg.game.rounds) + 1):
-            start = time.perf_counter()
-            metrics, records = play_round(r, roles, sampler, pool, seeds, heldout, cfg, out_dir)
-            metrics["seconds_round"] = time.perf_counter() - start
-            history.append({"round": r, **metrics})
-            checkpoints.save(r, roles, GameState(round=r, history=history, run_id=tracker.run_id,
-                                                 pool=pool.manifest(), python_rng=random.getstate()))  # fmt: skip
+        roles = spawn_roles(runtime, cfg, taxonomy.names, checkpoints.latest_dir(), out_dir)
+        if state is None:  # round 0: the warmed-up guardrail and the initial generator
+            warm_up(roles, seeds, cfg, out_dir)
+            checkpoints.save(0, roles, GameState(round=0, run_id=tracker.run_id, pool=pool.manifest()))
+        else:
+            log.info("resuming the game after round %d from %s", state.round, checkpoints.latest_dir())
+        r, failures = len(history) + 1, 0
+        while r <= rounds:
+            try:  # a round counts once its checkpoint is written
+                metrics, records = play_round(r, roles, sampler, pool, seeds, heldout, cfg, out_dir)
+                entry = {"round": r, **metrics, "role_failures": failures}
+                check_nonfinite([*history, entry], r, int(cfg.game.max_nonfinite_updates))
+                checkpoints.save(r, roles, GameState(r, [*history, entry], tracker.run_id, pool.manifest()))
+            except RoleDied as e:  # Ray restarts the actor; every role goes back to the last round
+                failures += 1
+                if failures > int(cfg.game.max_role_failures):
+                    raise GameStopped(f"{e}; {failures} role failures (game.max_role_failures="
+                                      f"{cfg.game.max_role_failures}): the game stops with round {r - 1} complete") from e  # fmt: skip
+                log.warning("%s; retrying round %d from the round %d checkpoint", e, r, r - 1)
+                pool.truncate(r - 1)
+                reload_roles(roles, checkpoints.latest_dir())
+                continue
+            except GameStopped:
+                pool.truncate(r - 1)  # what stays on disk is the last completed round
+                raise
+            history.append(entry)
             tracker.log(metrics, step=r)
             _log_candidates(tracker, records, r, int(cfg.game.sample_table_rows), int(cfg.seed))
             log.info(
@@ -255,19 +313,23 @@ def play_game(cfg: DictConfig) -> dict[str, Any]:
                 r, metrics["generated"], metrics["kept"], metrics["accepted"], metrics["fool_rate"],
                 f"{metrics['heldout_f1']:.3f}" if metrics["heldout_f1"] is not None else "–", metrics["seconds_round"],
             )  # fmt: skip
-        final = checkpoints.latest_dir()
-        if final is not None:
-            for name in ("generator", "guardrail"):
-                atomic_dir(out_dir / name, lambda tmp, n=name: _export(final / n, tmp), replace=True)
-            tracker.log_artifact(out_dir / "pool", "pool", "dataset")
-            tracker.log_artifact(out_dir / "guardrail", "guardrail", "model")
-            tracker.log_artifact(out_dir / "generator", "generator", "model")
+            r, failures = r + 1, 0
+        export_final(checkpoints.latest_dir(), out_dir, tracker)
         return {"rounds": len(history), "history": history, "output_dir": str(out_dir)}
     finally:
         runtime.shutdown()
         tracker.finish()
         shutil.rmtree(out_dir / ".trainer", ignore_errors=True)
         shutil.rmtree(out_dir / ".generator", ignore_errors=True)
+
+
+def export_final(ckpt: Path, out_dir: Path, tracker: Tracker) -> None:
+    """The last round's models (without optimizer state) and the pool, also as W&B artifacts."""
+    for name in ("generator", "guardrail"):
+        atomic_dir(out_dir / name, lambda tmp, n=name: _export(ckpt / n, tmp), replace=True)
+    tracker.log_artifact(out_dir / "pool", "pool", "dataset")
+    tracker.log_artifact(out_dir / "guardrail", "guardrail", "model")
+    tracker.log_artifact(out_dir / "generator", "generator", "model")
 
 
 def _export(src: Path, dst: Path) -> None:

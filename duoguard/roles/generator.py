@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 from duoguard.config import config_file
-from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_trainer, quiet_transformers
+from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.prompts import Condition, render
+from duoguard.training import SkipNonFinite, quiet_trainer
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,11 @@ class Generator:
         for r in records:
             r["step"] = step
         self._records.extend(records)
-        return [float(x) if x is not None and math.isfinite(x) else None for x in rewards]
+        finite = [x is not None and math.isfinite(x) for x in rewards]
+        if not all(finite):  # a broken reward must not move the policy: skip this update, count it
+            self._trainer.flag_nonfinite()
+            log.warning("generator: %d non-finite rewards at step %s; the update is skipped", finite.count(False), step)
+        return [float(x) if ok else None for x, ok in zip(rewards, finite, strict=True)]
 
     def grpo_args(self):
         """TRL's GRPOConfig for this generator (also used by scripts/bench_game.py)."""
@@ -170,7 +175,10 @@ class Generator:
     def _build_trainer(self, dataset):
         from trl import GRPOTrainer
 
-        trainer = GRPOTrainer(
+        class _GRPOTrainer(SkipNonFinite, GRPOTrainer):
+            pass
+
+        trainer = _GRPOTrainer(
             model=self.model, reward_funcs=[self._reward], args=self.grpo_args(), train_dataset=dataset,
             processing_class=self.tokenizer,
         )  # fmt: skip
@@ -189,17 +197,21 @@ class Generator:
             raise ValueError(f"play() needs {self.prompts_per_round} conditions, got {len(conditions)}")
         rows = [{"prompt": self.prompt(c), **c.as_columns()} for c in conditions]
         dataset = Dataset.from_list(rows)
-        set_seed(self.seed * 100_003 + round_index)  # the round's randomness does not depend on placement
         self._score, self._records, self._score_seconds = score, [], 0.0
         start = time.perf_counter()
-        if self._trainer is None:
+        if self._trainer is None:  # Trainer.__init__ reseeds torch: build it before seeding the round
             self._trainer = self._build_trainer(dataset)
+        # the round's randomness depends only on the seed and the round: not on placement, nor on
+        # whether this process played the earlier rounds or resumed from their checkpoint
+        set_seed(self.seed * 100_003 + round_index)
         trainer = self._trainer
         trainer.train_dataset = dataset
         trainer._step, trainer._buffered_inputs = 0, None  # each round starts with a fresh rollout
+        skipped = trainer.skipped_steps
         trainer.train()
         self._score = None
         stats = _round_stats(trainer.state.log_history)
+        stats["skipped_updates"] = float(trainer.skipped_steps - skipped)
         stats["seconds_scoring"] = self._score_seconds
         stats["seconds_generate_and_update"] = time.perf_counter() - start - self._score_seconds
         return Rollout(records=self._records, stats=stats)
@@ -225,6 +237,20 @@ class Generator:
         return [candidate_text(t, bool(self.cfg.get("first_line_only", True))) for t in texts]
 
     # ------------------------------------------------------------------ persistence
+    def load(self, path: str | os.PathLike) -> None:
+        """Back to a checkpoint written by `save` (weights and optimizer state), in place."""
+        from transformers import AutoModelForCausalLM
+
+        saved = AutoModelForCausalLM.from_pretrained(str(path), dtype=self.dtype)
+        self.model.load_state_dict(saved.state_dict())
+        self._optimizer_state = Path(path) / OPTIMIZER_FILE
+        if self._trainer is not None and self._trainer.optimizer is not None:
+            if self._optimizer_state.is_file():
+                state = torch.load(self._optimizer_state, map_location="cpu", weights_only=True)
+                self._trainer.optimizer.load_state_dict(state)
+            else:  # a checkpoint from before the first update: start the optimizer afresh
+                self._trainer.optimizer = None
+
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         self.model.save_pretrained(path)
@@ -243,7 +269,7 @@ def _round_stats(log_history: list[dict[str, Any]]) -> dict[str, float]:
     steps = [h for h in log_history if "loss" in h and "train_runtime" not in h]
     out: dict[str, float] = {"grpo_steps": float(len(steps))}
     for key, name in keys.items():
-        values = [float(h[key]) for h in steps if key in h]
+        values = [float(h[key]) for h in steps if h.get(key) is not None]
         if values:
             out[name] = sum(values) / len(values)
     return out

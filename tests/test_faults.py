@@ -1,0 +1,138 @@
+"""Faults: non-finite rewards, out-of-memory errors, dead role actors, and placement errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from duoguard.errors import GameStopped
+from duoguard.runtime import ResourceError, RoleOutOfMemory, check_resources
+from tests.conftest import compose
+
+TINY_GAME = [
+    "generator.grpo.steps_per_round=2", "guardrail.train.epochs=1", "game.guardrail_epochs=1",
+    "data.response_examples=false", "logger=none", "progress=false",
+]  # fmt: skip
+
+
+def nan_rewards_in_round(monkeypatch, bad_round: int):
+    from duoguard.referee import Referee
+
+    real = Referee.__call__
+
+    def call(self, texts, conditions):
+        rewards, records = real(self, texts, conditions)
+        if self.round_index == bad_round:
+            rewards = [float("nan")] * len(rewards)
+        return rewards, records
+
+    monkeypatch.setattr(Referee, "__call__", call)
+
+
+@pytest.mark.slow
+def test_nan_rewards_skip_updates_and_stop_the_game_after_the_limit(tmp_path, monkeypatch, cache_dir):
+    from duoguard.data.pool import Pool
+    from duoguard.game import play_game
+
+    nan_rewards_in_round(monkeypatch, 2)
+    out = tmp_path / "stopped"
+    with pytest.raises(GameStopped, match=r"role 'generator' skipped 2 updates .* by round 2.* round 1 complete"):
+        play_game(compose([*TINY_GAME, "game.rounds=3", "game.max_nonfinite_updates=2", f"output_dir={out}"], "game"))
+    assert json.loads((out / "checkpoints" / "latest.json").read_text())["round"] == 1
+    assert Pool(out / "pool").rounds() == [1] and not (out / "pool" / "round_0002.parquet").exists()
+
+    tolerant = play_game(compose([*TINY_GAME, "game.rounds=2", "game.max_nonfinite_updates=100",
+                                  f"output_dir={tmp_path / 'tolerant'}"], "game"))  # fmt: skip
+    first, second = tolerant["history"]
+    assert first["gen/skipped_updates"] == 0 and second["gen/skipped_updates"] == 2  # every step of round 2
+
+
+def raise_oom(*args, **kwargs):
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+@pytest.mark.parametrize(
+    "target,method,message",
+    [
+        ("duoguard.roles.guardrail.Guardrail", "train", r"role 'guardrail' ran out of memory in train\(\); its batch size is guardrail\.train\.per_device_batch_size=32"),
+        ("duoguard.roles.generator.Generator", "play", r"role 'generator' ran out of memory in play\(\); its batch size is generator\.grpo\.prompts_per_step=4 \(x num_generations=4\)"),
+    ],
+)  # fmt: skip
+def test_out_of_memory_names_role_batch_size_and_key(tmp_path, monkeypatch, cache_dir, target, method, message):
+    import importlib
+
+    from duoguard.game import play_game
+
+    module, cls = target.rsplit(".", 1)
+    monkeypatch.setattr(getattr(importlib.import_module(module), cls), method, raise_oom)
+    with pytest.raises(RoleOutOfMemory, match=message):
+        play_game(compose([*TINY_GAME, "game.rounds=1", f"output_dir={tmp_path}"], "game"))
+
+
+def test_resource_checks_name_every_role():
+    asks = {"generator": {"num_cpus": 4, "num_gpus": 2}, "guardrail": {"num_cpus": 1, "num_gpus": 0.5},
+            "judge": {"num_cpus": 1, "num_gpus": 0.25}}  # fmt: skip
+    check_resources(asks, {"CPU": 8, "GPU": 3})  # fits
+    with pytest.raises(ResourceError) as e:
+        check_resources(asks, {"CPU": 8, "GPU": 2})
+    msg = str(e.value)
+    for part in ("generator asks num_cpus=4, num_gpus=2 (runtime.roles.generator)", "guardrail asks num_cpus=1, num_gpus=0.5",
+                 "judge asks num_cpus=1, num_gpus=0.25", "together CPU=6, GPU=2.75", "the cluster has CPU=8, GPU=2"):  # fmt: skip
+        assert part in msg
+    with pytest.raises(ResourceError, match=r"runtime.roles.generator.num_gpus=1.5: above 1 it must be a whole number"):
+        check_resources({**asks, "generator": {"num_cpus": 1, "num_gpus": 1.5}}, {"CPU": 8, "GPU": 8})
+    with pytest.raises(ResourceError, match="CPU=6, GPU=2.75, but the cluster has CPU=2"):
+        check_resources(asks, {"CPU": 2, "GPU": 8})
+
+
+@pytest.mark.slow
+def test_placement_that_cannot_be_reserved_fails_with_the_bundles(monkeypatch):
+    import ray
+
+    from duoguard.runtime import RayRuntime
+
+    monkeypatch.setattr(ray, "wait", lambda refs, timeout=None: ([], refs))  # as if no node could hold a bundle
+    roles = {r: {"num_cpus": 1, "num_gpus": 0} for r in ("generator", "guardrail", "judge")}
+    with pytest.raises(ResourceError, match=r"could not reserve the roles' bundles .*'generator': \{'CPU': 1.0\}.* within 1 s"):
+        RayRuntime(roles, {"placement_timeout_s": 1, "num_cpus": 4})
+    assert not ray.is_initialized()  # the runtime cleaned up after itself
+
+
+@pytest.mark.slow
+def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_dir):
+    import ray
+
+    from duoguard.data.pool import Pool
+    from duoguard.game import play_game
+
+    out = tmp_path / "run"
+    killed = []
+
+    def kill_generator_during_round_2():
+        latest = out / "checkpoints" / "latest.json"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if latest.is_file() and json.loads(latest.read_text())["round"] >= 1:
+                break
+            time.sleep(0.1)
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("duoguard-generator-")]
+        actor = ray.get_actor(names[0], namespace="duoguard")
+        ray.kill(actor, no_restart=False)  # Ray restarts it (ray.max_restarts)
+        killed.append(names[0])
+
+    killer = threading.Thread(target=kill_generator_during_round_2, daemon=True)
+    killer.start()
+    result = play_game(compose([*TINY_GAME, "runtime=ray", "game.rounds=2", f"output_dir={out}"], "game"))
+    killer.join(timeout=5)
+    assert killed, "the generator actor was never killed"
+    rounds = [h["round"] for h in result["history"]]
+    assert rounds == [1, 2]
+    assert result["history"][1]["role_failures"] == 1  # round 2 was retried once
+    ids = [r["id"] for r in Pool(out / "pool").rows()]
+    assert len(ids) == len(set(ids)) and Pool(out / "pool").rounds() == [1, 2]
+    assert np.isfinite(result["history"][1]["mean_reward"])
