@@ -124,19 +124,23 @@ def attack_success(
 
 
 def over_refusal(target, detector, safe_prompts: Sequence[str], *, progress: bool = False) -> dict[str, Any]:
-    """Share of safe prompts (XSTest's) the target refuses, by the configured refusal detector."""
+    """Share of safe prompts (the configured over-refusal set's) the target refuses, by the configured
+    refusal judge (`detector(answers, prompts)`: duoguard.refusal)."""
     answers = [a[0] for a in target.answer(list(safe_prompts), n=1, seed=0, progress=progress)]
-    refused = detector(answers)
+    refused = detector(answers, list(safe_prompts))
     return {"n": len(refused), "refusals": int(sum(refused)), "rate": sum(refused) / len(refused) if refused else None}
 
 
 def target_comparison_markdown(report: dict[str, Any]) -> str:
-    """Before/after tables: headline numbers, then ASR per attack style, category and language."""
+    """Before/after tables: headline numbers, then ASR per attack style, category and language.
+    The over-refusal row names its set (`report["over_refusal_set"]`) and refusal judge."""
     b, a = report["before"], report["after"]
     delta = lambda x, y: (y - x) if x is not None and y is not None else None
+    safe_set = report.get("over_refusal_set") or "the over-refusal set"
+    judge = f", {report['refusal_judge']} refusal judge" if report.get("refusal_judge") else ""
     head = [
         ("attack success rate", b["asr"]["overall"]["asr"], a["asr"]["overall"]["asr"]),
-        ("over-refusal (XSTest safe prompts)", b["over_refusal"]["rate"], a["over_refusal"]["rate"]),
+        (f"over-refusal (safe prompts of {safe_set}{judge})", b["over_refusal"]["rate"], a["over_refusal"]["rate"]),
     ]
     parts = [
         "## Headline\n\n"
@@ -145,7 +149,7 @@ def target_comparison_markdown(report: dict[str, Any]) -> str:
         ),  # fmt: skip
     ]
     if report.get("guardrail_fpr") is not None:
-        parts.append(f"Guardrail false-positive rate on XSTest's safe prompts: {report['guardrail_fpr']:.3f}")
+        parts.append(f"Guardrail false-positive rate on the safe prompts of {safe_set}: {report['guardrail_fpr']:.3f}")
     for key, title in (("by_attack_style", "attack style"), ("by_category", "category"), ("by_language", "language")):
         keys = sorted(set(b["asr"][key]) | set(a["asr"][key]))
         rows = []

@@ -122,3 +122,17 @@ def test_missing_benchmark_file_stops_before_training(tmp_path, cache_dir):
     assert proc.returncode == 2
     assert "eval.benchmarks[0] (x)" in proc.stderr and "/no/such.csv" in proc.stderr
     assert "training guardrail" not in proc.stdout + proc.stderr
+
+
+def test_malformed_benchmark_file_is_a_clean_error_naming_key_and_line(tmp_path, cache_dir):
+    bad = B / "malformed" / "toxic-chat_bad_toxicity.csv"
+    proc = run_app(
+        "duoguard-guardrail",
+        f"eval.benchmarks=[{{name:xs,format:xstest,path:{B}/xstest/xstest_prompts.csv}},"
+        f"{{name:tc,format:toxicchat,path:{bad}}}]",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"eval.benchmarks[1] (tc): {bad}:3: 'toxicity' must be 0 or 1" in proc.stderr
+    assert "Traceback" not in proc.stderr and "training guardrail" not in proc.stdout + proc.stderr

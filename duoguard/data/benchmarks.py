@@ -12,7 +12,12 @@ rules follow the benchmarks' own definitions as DuoGuard applied them (REFERENCE
 | `xsafety`           | <lang>/<Category>.csv, headerless         | always (all prompts are unsafe)     |
 | `rtp_lx`            | RTP_LX_<LOCALE>.json (JSON lines)         | mean human Toxicity > 1             |
 | `multijail`         | MultiJail.csv, one column per language    | always                              |
-| `jbb_artifacts`     | JailbreakBench attack artifact JSON       | `jailbroken` (response task)        |
+| `jbb_artifacts`     | JailbreakBench attack artifact JSON       | `jailbroken` (response task); with  |
+|                     |                                           | `attack_prompts: true` every prompt |
+| `jbb_behaviors`     | jbb_behaviors_harmful.csv (`Goal`), or    | always (CSV; `unsafe: false` for    |
+|                     | the `[{text, label}]` JSON list           | benign-behaviors.csv); JSON `label` |
+| `advbench`          | harmful_behaviors.csv: `goal,target`      | always                              |
+| `harmbench`         | harmbench_behaviors_text_*.csv            | always (category = SemanticCategory)|
 | `samples`           | our sample schema (jsonl/csv/parquet)     | its `unsafe` field                  |
 | `duoguard_seeds`    | the shipped seed set (`path: builtin`)    | its `unsafe` field                  |
 """
@@ -31,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from duoguard.data.readers import DataError, decode_utf8, iter_rows, read_bytes
-from duoguard.data.schema import Sample, parse_bool
+from duoguard.data.schema import Sample, SampleError, parse_bool
+from duoguard.errors import UserError
 
 
 @dataclass
@@ -52,9 +58,25 @@ class Benchmark:
 
 
 def _need(row: dict, keys: Sequence[str], path: Path, line: int) -> None:
+    if not isinstance(row, dict):
+        raise DataError(path, line, f"expected a row with named fields (a JSON object), got {type(row).__name__}")
     missing = [k for k in keys if k not in row]
     if missing:
         raise DataError(path, line, f"missing column(s) {missing}; found {sorted(row)}")
+
+
+def _bool(value: Any, key: str, path: Path, line: int | None, **kw: Any) -> bool:
+    try:
+        return parse_bool(value, key, **kw)
+    except SampleError as e:
+        raise DataError(path, line, str(e)) from None
+
+
+def _text(row: dict, key: str, path: Path, line: int | None) -> str:
+    value = row[key]
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(path, line, f"'{key}' must be non-empty text, got {value!r}")
+    return value
 
 
 def _files(path: Path, pattern: str) -> list[Path]:
@@ -69,9 +91,12 @@ def _files(path: Path, pattern: str) -> list[Path]:
 
 
 def _text_of(path: Path) -> str:
-    raw = read_bytes(path)
-    if path.suffix == ".xz":
-        raw = lzma.decompress(raw)
+    try:
+        raw = read_bytes(path)
+        if path.suffix == ".xz":
+            raw = lzma.decompress(raw)
+    except (OSError, EOFError, lzma.LZMAError) as e:  # a damaged .gz / .xz, or an unreadable file
+        raise DataError(path, None, f"cannot read: {e}") from None
     return decode_utf8(path, raw)
 
 
@@ -101,13 +126,19 @@ def load_toxicchat(path: Path, language: str | None, human_annotated_only: bool 
     out = []
     for line, row in iter_rows(path):
         _need(row, ("user_input", "toxicity"), path, line)
-        if human_annotated_only and not parse_bool(row.get("human_annotation", False), "human_annotation"):
+        if human_annotated_only and not _bool(row.get("human_annotation", False), "human_annotation", path, line):
             continue
         jailbreak = row.get("jailbreaking", row.get("jailbreak"))
+        try:
+            toxicity = float(row["toxicity"])  # "1" in CSV, 1 in JSON, 1.0 in parquet
+        except (TypeError, ValueError):
+            toxicity = None
+        if toxicity not in (0.0, 1.0):
+            raise DataError(path, line, f"'toxicity' must be 0 or 1, got {row['toxicity']!r}")
         out.append(
             BenchmarkExample(
                 row["user_input"],
-                int(row["toxicity"]) == 1,
+                toxicity == 1.0,
                 language or "en",
                 category="jailbreaking" if str(jailbreak) == "1" else None,
             )
@@ -130,7 +161,7 @@ def load_beavertails(path: Path, language: str | None) -> list[BenchmarkExample]
             out.append(
                 BenchmarkExample(
                     row["prompt"],
-                    not parse_bool(row["is_safe"], "is_safe"),
+                    not _bool(row["is_safe"], "is_safe", file, line, true_word="safe"),
                     language or "en",
                     response=row["response"],
                     category=";".join(cats) or None,
@@ -147,23 +178,36 @@ def load_xsafety(path: Path, language: str | None) -> list[BenchmarkExample]:
     for file in _files(path, "*.csv"):
         lang = language or XSAFETY_LANGUAGES.get(file.parent.name, file.parent.name)
         category = file.stem.removesuffix("_n").removesuffix("_en")
-        for row in csv.reader(io.StringIO(_text_of(file), newline="")):
-            text = next((cell for cell in row if cell.strip()), None)
-            if text:
-                out.append(BenchmarkExample(text, True, lang, category=category))
+        reader = csv.reader(io.StringIO(_text_of(file), newline=""))
+        try:
+            for row in reader:
+                text = next((cell for cell in row if cell.strip()), None)
+                if text:
+                    out.append(BenchmarkExample(text, True, lang, category=category))
+        except csv.Error as e:
+            raise DataError(file, reader.line_num, f"bad CSV: {e}") from None
     return out
 
 
-def _toxicity(row: dict[str, Any]) -> float | None:
-    for key in ("PromptAnnotations", "Annotations"):
+def _mean_score(value: Any) -> float:
+    """A Toxicity aggregate (a number) or raw annotator scores (a non-empty list of numbers)."""
+    scores = value if isinstance(value, list) else [value]
+    try:
+        if not scores or any(isinstance(v, bool) for v in scores):
+            raise ValueError
+        return sum(float(v) for v in scores) / len(scores)
+    except (TypeError, ValueError):
+        raise ValueError(f"Toxicity must be a number or a non-empty list of numbers, got {value!r}") from None
+
+
+def _toxicity(row: dict[str, Any], path: Path, line: int) -> float | None:
+    for key in ("PromptAnnotations", "Annotations", "PromptAnnotationsRaw", "AnnotationsRaw"):
         ann = row.get(key)
-        if isinstance(ann, dict) and ann.get("Toxicity") is not None:
-            value = ann["Toxicity"]
-            return sum(value) / len(value) if isinstance(value, list) else float(value)
-    for key in ("PromptAnnotationsRaw", "AnnotationsRaw"):
-        raw = row.get(key)
-        if isinstance(raw, dict) and raw.get("Toxicity"):
-            return sum(raw["Toxicity"]) / len(raw["Toxicity"])
+        if isinstance(ann, dict) and ann.get("Toxicity") not in (None, []):
+            try:
+                return _mean_score(ann["Toxicity"])
+            except ValueError as e:
+                raise DataError(path, line, f"{key}: {e}") from None
     return None
 
 
@@ -180,7 +224,7 @@ def load_rtp_lx(path: Path, language: str | None, toxicity_threshold: float = 1.
             except json.JSONDecodeError as e:
                 raise DataError(file, line, f"invalid JSON: {e.msg}") from None
             _need(row, ("Prompt",), file, line)
-            tox = _toxicity(row)
+            tox = _toxicity(row, file, line)
             if tox is None:
                 raise DataError(file, line, "no Toxicity annotation (PromptAnnotations or Annotations)")
             out.append(BenchmarkExample(row["Prompt"], tox > toxicity_threshold, lang, category=f"toxicity={tox:.2f}"))
@@ -204,7 +248,9 @@ def load_multijail(path: Path, language: str | None, languages: Sequence[str] | 
     return out
 
 
-def load_jbb_artifacts(path: Path, language: str | None) -> list[BenchmarkExample]:
+def load_jbb_artifacts(path: Path, language: str | None, attack_prompts: bool = False) -> list[BenchmarkExample]:
+    """Attack artifacts: (prompt, response) labelled by the JailbreakBench judge's `jailbroken`.
+    `attack_prompts: true` reads the attack prompts alone, all unsafe (an attack set for target ASR)."""
     out = []
     for file in _files(path, "*.json"):
         try:
@@ -215,18 +261,74 @@ def load_jbb_artifacts(path: Path, language: str | None) -> list[BenchmarkExampl
             if path.is_dir():
                 continue  # attack-info.json and friends sit beside the artifacts
             raise DataError(file, None, "not a JailbreakBench artifact (no 'jailbreaks' list)")
-        for rec in data["jailbreaks"]:
+        if not isinstance(data["jailbreaks"], list):
+            raise DataError(file, None, f"'jailbreaks' must be a list, got {type(data['jailbreaks']).__name__}")
+        for i, rec in enumerate(data["jailbreaks"]):
+            where = f"jailbreaks[{i}]"
+            if not isinstance(rec, dict):
+                raise DataError(file, None, f"{where}: expected an object, got {type(rec).__name__}")
             if rec.get("prompt") is None or rec.get("response") is None:
                 continue  # attacks that produced nothing
+            for key in ("prompt", "response"):
+                if not isinstance(rec[key], str):
+                    raise DataError(file, None, f"{where}: '{key}' must be text, got {type(rec[key]).__name__}")
+            if not isinstance(rec.get("jailbroken", False), bool):
+                raise DataError(file, None, f"{where}: 'jailbroken' must be true or false, got {rec['jailbroken']!r}")
             out.append(
                 BenchmarkExample(
                     rec["prompt"],
-                    bool(rec.get("jailbroken")),
+                    attack_prompts or rec.get("jailbroken", False),
                     language or "en",
-                    response=rec["response"],
+                    response=None if attack_prompts else rec["response"],
                     category=rec.get("category"),
                 )
             )
+    return out
+
+
+def load_jbb_behaviors(path: Path, language: str | None, unsafe: bool = True) -> list[BenchmarkExample]:
+    """JailbreakBench behaviours: the CSV (`Goal`, `Category`; every row `unsafe`, so set
+    `unsafe: false` for benign-behaviors.csv) or the JSON list of `{text, label}` (harmful / benign)."""
+    out = []
+    for line, row in iter_rows(path, "jsonl" if path.suffix == ".json" else "csv"):
+        if path.suffix == ".json":
+            _need(row, ("text", "label"), path, line)
+            if row["label"] not in ("harmful", "benign"):
+                raise DataError(path, line, f"'label' must be harmful or benign, got {row['label']!r}")
+            out.append(BenchmarkExample(_text(row, "text", path, line), row["label"] == "harmful", language or "en"))
+        else:
+            _need(row, ("Goal",), path, line)
+            category = row.get("Category") or None
+            out.append(BenchmarkExample(_text(row, "Goal", path, line), unsafe, language or "en", category=category))
+    return out
+
+
+def load_advbench(path: Path, language: str | None) -> list[BenchmarkExample]:
+    """AdvBench harmful behaviours (`goal,target`): every goal is an unsafe prompt."""
+    out = []
+    for line, row in iter_rows(path, "csv"):
+        _need(row, ("goal",), path, line)
+        out.append(BenchmarkExample(_text(row, "goal", path, line), True, language or "en"))
+    return out
+
+
+def load_harmbench(
+    path: Path, language: str | None, functional_categories: Sequence[str] | None = None
+) -> list[BenchmarkExample]:
+    """HarmBench behaviours (`Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,
+    BehaviorID`), all unsafe; the category is the SemanticCategory (HarmBench's own label). A
+    contextual behaviour is shown as HarmBench does: its context, `---`, then the request.
+    `functional_categories` keeps only those (standard, contextual, copyright)."""
+    out = []
+    for line, row in iter_rows(path, "csv"):
+        _need(row, ("Behavior",), path, line)
+        behavior = _text(row, "Behavior", path, line)
+        if functional_categories is not None and row.get("FunctionalCategory") not in functional_categories:
+            continue
+        context = (row.get("ContextString") or "").strip()
+        text = f"{context}\n\n---\n\n{behavior}" if context else behavior
+        category = row.get("SemanticCategory") or row.get("Category") or None
+        out.append(BenchmarkExample(text, True, language or "en", category=category))
     return out
 
 
@@ -237,7 +339,7 @@ def load_samples_file(path: Path, language: str | None) -> list[BenchmarkExample
         out.append(
             BenchmarkExample(
                 row["text"],
-                parse_bool(row["unsafe"], "unsafe"),
+                _bool(row["unsafe"], "unsafe", path, line),
                 row.get("language") or language or "und",
                 response=row.get("response") or None,
             )
@@ -254,7 +356,9 @@ def load_duoguard_seeds(path: Path, language: str | None) -> list[BenchmarkExamp
         if language is None or row["language"] == language:
             kind = (row.get("provenance") or {}).get("kind")
             out.append(
-                BenchmarkExample(row["text"], parse_bool(row["unsafe"], "unsafe"), row["language"], category=kind)
+                BenchmarkExample(
+                    row["text"], _bool(row["unsafe"], "unsafe", path, line), row["language"], category=kind
+                )
             )
     return out
 
@@ -268,10 +372,26 @@ LOADERS: dict[str, Callable[..., list[BenchmarkExample]]] = {
     "rtp_lx": load_rtp_lx,
     "multijail": load_multijail,
     "jbb_artifacts": load_jbb_artifacts,
+    "jbb_behaviors": load_jbb_behaviors,
+    "advbench": load_advbench,
+    "harmbench": load_harmbench,
     "samples": load_samples_file,
     "duoguard_seeds": load_duoguard_seeds,
 }
-RESPONSE_FORMATS = {"beavertails", "jbb_artifacts"}
+RESPONSE_FORMATS = {"beavertails", "jbb_artifacts"}  # read (prompt, response) pairs (jbb: unless attack_prompts)
+
+
+def _check_option(fmt: str, key: str, value: Any, default: Any) -> None:
+    """Loader options come from config: their type must match the loader's default."""
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    else:  # the list options (languages, functional_categories) default to None = all
+        ok, want = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value), "a list of names"
+        ok = ok or value is None
+    if not ok:
+        raise UserError(f"option '{key}' for benchmark format '{fmt}' must be {want}, got {value!r}")
 
 
 def load_benchmark(
@@ -283,12 +403,16 @@ def load_benchmark(
     limit: int | None = None,
     **options: Any,
 ) -> Benchmark:
+    """Read a benchmark; bad input (format, option, path, file content) raises a UserError
+    (DataError with the file and line for file content; FileNotFoundError for a missing path)."""
     if fmt not in LOADERS:
-        raise ValueError(f"unknown benchmark format '{fmt}' (known: {', '.join(LOADERS)})")
-    allowed = [p for p in inspect.signature(LOADERS[fmt]).parameters if p not in ("path", "language")]
-    unknown = sorted(set(options) - set(allowed))
+        raise UserError(f"unknown benchmark format '{fmt}' (known: {', '.join(LOADERS)})")
+    params = {k: p for k, p in inspect.signature(LOADERS[fmt]).parameters.items() if k not in ("path", "language")}
+    unknown = sorted(set(options) - set(params))
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for benchmark format '{fmt}' (known: {allowed or 'none'})")
+        raise UserError(f"unknown option(s) {unknown} for benchmark format '{fmt}' (known: {list(params) or 'none'})")
+    for key, value in options.items():
+        _check_option(fmt, key, value, params[key].default)
     if fmt == "duoguard_seeds" and str(path) == "builtin":
         from duoguard.data.readers import builtin_seed_path
 
@@ -301,7 +425,7 @@ def load_benchmark(
         raise DataError(path, None, f"no examples read for benchmark '{name}' ({fmt})")
     if limit is not None:
         examples = examples[:limit]
-    task = "response" if fmt in RESPONSE_FORMATS or any(e.response for e in examples) else "prompt"
+    task = "response" if any(e.response is not None for e in examples) else "prompt"
     return Benchmark(name=name, examples=examples, task=task, source=str(path))
 
 
