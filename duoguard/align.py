@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from duoguard.data.readers import DataError, iter_rows
-from duoguard.data.schema import SampleError
+from duoguard.data.schema import SampleError, parse_bool
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def read_pku_saferlhf(
             better = int(row["better_response_id"])
             if better not in (0, 1):
                 raise SampleError(f"better_response_id must be 0 or 1, got {row['better_response_id']!r}")
-            safe = [_strict_bool(row[f"is_response_{i}_safe"], f"is_response_{i}_safe") for i in (0, 1)]
+            safe = [parse_bool(row[f"is_response_{i}_safe"], f"is_response_{i}_safe", true_word="safe") for i in (0, 1)]
             pair = check_pair({
                 "prompt": row["prompt"], "chosen": row[f"response_{better}"], "rejected": row[f"response_{1 - better}"],
                 "chosen_unsafe": not safe[better], "rejected_unsafe": not safe[1 - better],
@@ -93,16 +93,6 @@ def read_pku_saferlhf(
         if limit is not None and len(out) >= limit:
             break
     return out
-
-
-def _strict_bool(value: Any, key: str) -> bool:
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise SampleError(f"'{key}' must be a boolean, got {value!r}")
 
 
 # ---------------------------------------------------------------- pairs from the game's prompts

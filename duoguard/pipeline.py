@@ -7,7 +7,10 @@
     duoguard-pipeline                               -> all three in <run>/game, <run>/safedpo, <run>/eval
 
 The game's pool is split by prompt id: most prompts become preference pairs, the held-out rest
-attack the target before and after SafeDPO (it never trains on them).
+attack the target before and after SafeDPO (it never trains on them). Prompt files in the sample
+schema (`safedpo.prompt_files`, read like `data.train_files`) add prompts, or replace the pool:
+
+    duoguard-safedpo safedpo.guardrail_path=<guardrail> 'safedpo.prompt_files=[{path: attacks.jsonl}]'
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from duoguard.atomic import atomic_dir, write_text_atomic
 from duoguard.config import ConfigError, to_container
 from duoguard.data.pool import Pool
 from duoguard.errors import UserError
+from duoguard.factory import load_benchmark_entry, model_path, set_up_torch
 from duoguard.report import markdown_table, plot_asr_by_style, plot_asr_heatmap, write_report
-from duoguard.stages import load_benchmarks_from, model_path, set_up_torch
 from duoguard.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -35,35 +38,73 @@ HELDOUT_ATTACKS = "attacks_heldout.jsonl"
 
 
 # ---------------------------------------------------------------- the pool's prompts
-def split_pool_prompts(pool_dir: Path, heldout_fraction: float) -> tuple[list[dict], list[dict]]:
-    """Pool rows as prompts, split by a hash of their id (stable across runs and machines)."""
+def split_prompts(prompts: list[dict], heldout_fraction: float) -> tuple[list[dict], list[dict]]:
+    """Prompts split by a hash of their id (stable across runs and machines)."""
     train, heldout = [], []
-    for r in Pool(pool_dir).rows():
-        prompt = {
-            "id": r["id"], "text": r["text"], "language": r["language"], "unsafe": bool(r["unsafe"]),
-            "category": (r["categories"] or [None])[0], "attack_style": r["attack_style"], "source": r["source"],
-            "round": r["round"],
-        }  # fmt: skip
-        bucket = int(hashlib.sha256(r["id"].encode()).hexdigest(), 16) % 10_000
+    for prompt in prompts:
+        bucket = int(hashlib.sha256(prompt["id"].encode()).hexdigest(), 16) % 10_000
         (heldout if bucket < heldout_fraction * 10_000 else train).append(prompt)
     return train, heldout
 
 
-def _stage_inputs(cfg: DictConfig) -> tuple[Path | None, Path]:
+def pool_prompts(pool_dir: Path) -> list[dict]:
+    """Pool rows as prompts (with their provenance)."""
+    prompts = []
+    for r in Pool(pool_dir).rows():
+        prompts.append({
+            "id": r["id"], "text": r["text"], "language": r["language"], "unsafe": bool(r["unsafe"]),
+            "category": (r["categories"] or [None])[0], "attack_style": r["attack_style"], "source": r["source"],
+            "round": r["round"],
+        })  # fmt: skip
+    return prompts
+
+
+def split_pool_prompts(pool_dir: Path, heldout_fraction: float) -> tuple[list[dict], list[dict]]:
+    """Pool rows as prompts, split by a hash of their id (stable across runs and machines)."""
+    return split_prompts(pool_prompts(pool_dir), heldout_fraction)
+
+
+def prompt_file_prompts(cfg: DictConfig) -> list[dict]:
+    """`safedpo.prompt_files` as prompts: each row is checked by the sample schema (a bad row
+    stops the read with file and line, or is skipped with data.on_bad_row=skip); `source` is the
+    row's, else the file's `source`, else the file name; `id` the row's, else `<file name>:<line>`."""
+    from duoguard.data.readers import load_train_files
+    from duoguard.factory import build_taxonomy, schema_context
+
+    files = to_container(cfg.safedpo.prompt_files)
+    if not files:
+        return []
+    samples = load_train_files(files, schema_context(cfg, build_taxonomy(cfg)),
+                               skip_bad_rows=cfg.data.on_bad_row.value == "skip", key="safedpo.prompt_files")  # fmt: skip
+    return [
+        {"id": x.id, "text": x.text, "language": x.language, "unsafe": x.unsafe,
+         "category": (x.categories or [None])[0], "attack_style": x.attack_style, "source": x.source, "round": None}
+        for x in samples
+    ]  # fmt: skip
+
+
+def _stage_inputs(cfg: DictConfig) -> tuple[Path | None, Path | None]:
     s = cfg.safedpo
     game = Path(s.game_dir).expanduser() if s.game_dir else None
     pool = Path(s.pool_path).expanduser() if s.pool_path else (game / "pool" if game else None)
     guard = Path(s.guardrail_path).expanduser() if s.guardrail_path else (game / "guardrail" if game else None)
-    if guard is None:
-        raise ConfigError("safedpo.game_dir (or safedpo.guardrail_path) is required: the guardrail labels the answers")
-    if not (guard / "config.json").is_file():
+    if pool is None and not s.prompt_files and not s.pairs.files:
+        raise ConfigError(
+            "nothing to train on: set safedpo.game_dir (a duoguard-game run, whose pool/ gives the prompts), "
+            "safedpo.pool_path, safedpo.prompt_files (prompt files in the sample schema) or safedpo.pairs.files "
+            "(PKU-SafeRLHF-style preference files)"
+        )
+    if guard is None and (pool is not None or s.prompt_files):
+        raise ConfigError(
+            "safedpo.guardrail_path (or safedpo.game_dir) is required with prompts from a pool or "
+            "safedpo.prompt_files: the guardrail labels the target's answers"
+        )
+    if guard is not None and not (guard / "config.json").is_file():
         raise FileNotFoundError(
             f"guardrail checkpoint not found at {guard} (safedpo.game_dir / safedpo.guardrail_path)"
         )
     if pool is not None and not (pool / "manifest.json").is_file():
         raise FileNotFoundError(f"no game pool at {pool} (safedpo.game_dir / safedpo.pool_path)")
-    if pool is None and not s.pairs.files:
-        raise ConfigError("no prompts: set safedpo.game_dir (a game run) or safedpo.pairs.files")
     return pool, guard
 
 
@@ -82,27 +123,38 @@ def run_safedpo_stage(cfg: DictConfig) -> dict[str, Any]:
             extra_pairs += read_pku_saferlhf(f.path, limit=f.limit)
         except UserError as e:
             raise UserError(f"safedpo.pairs.files[{i}]: {e}") from None
-    train_prompts, heldout = split_pool_prompts(pool_dir, float(p.heldout_fraction)) if pool_dir else ([], [])
+    from_pool = pool_prompts(pool_dir) if pool_dir else []
+    from_files = prompt_file_prompts(cfg)  # read (and checked) before any model loads, too
+    train_prompts, heldout = split_prompts(from_pool + from_files, float(p.heldout_fraction))
+    n_split = len(train_prompts)
     if p.unsafe_prompts_only:
         train_prompts = [x for x in train_prompts if x["unsafe"]]
+    if (from_pool or from_files) and not train_prompts and not extra_pairs:
+        raise UserError(
+            f"no prompts left to build pairs from: {len(from_pool)} from the pool and {len(from_files)} from "
+            f"safedpo.prompt_files, {len(heldout)} held out (safedpo.pairs.heldout_fraction), "
+            f"{n_split - len(train_prompts)} safe-labelled left out (safedpo.pairs.unsafe_prompts_only)"
+        )
     write_text_atomic(out / HELDOUT_ATTACKS, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in heldout))
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="safedpo")
     try:
         device = cfg.runtime.device
-        guardrail = Guardrail.from_pretrained(guard_path, device=device)
         target_cfg = to_container(cfg.target)
         base = model_path(cfg.target.model, cfg.cache_dir)
         target = Target(base, target_cfg, device=device)
-        responder = None
-        if p.responder == "model":
-            if p.responder_model is None:
-                raise ConfigError("safedpo.pairs.responder=model needs safedpo.pairs.responder_model")
-            responder = Target(model_path(p.responder_model, cfg.cache_dir), {**target_cfg, "model": to_container(p.responder_model)},
-                               device=device)  # fmt: skip
-        pairs_cfg = {**to_container(p), "refusals": to_container(cfg.data.response_templates.refusal)}
-        pairs, pair_stats = build_pairs(train_prompts, target, guardrail, pairs_cfg, responder=responder,
-                                        progress=bool(cfg.progress))  # fmt: skip
+        pairs, pair_stats = [], {"prompts": 0}
+        if train_prompts:  # only preference files: no answers to label
+            guardrail = Guardrail.from_pretrained(guard_path, device=device)
+            responder = None
+            if p.responder == "model":
+                if p.responder_model is None:
+                    raise ConfigError("safedpo.pairs.responder=model needs safedpo.pairs.responder_model")
+                responder = Target(model_path(p.responder_model, cfg.cache_dir), {**target_cfg, "model": to_container(p.responder_model)},
+                                   device=device)  # fmt: skip
+            pairs_cfg = {**to_container(p), "refusals": to_container(cfg.data.response_templates.refusal)}
+            pairs, pair_stats = build_pairs(train_prompts, target, guardrail, pairs_cfg, responder=responder,
+                                            progress=bool(cfg.progress))  # fmt: skip
         pairs += extra_pairs
         if not pairs:
             raise UserError(f"no preference pairs were built ({pair_stats}); with recipe=egida the target answered "
@@ -112,8 +164,12 @@ def run_safedpo_stage(cfg: DictConfig) -> dict[str, Any]:
                               progress=bool(cfg.progress))  # fmt: skip
         atomic_dir(out / "target", target.save, replace=True)
         result = {
-            "target_base": base, "target": str(out / "target"), "guardrail": str(guard_path), "pool": str(pool_dir),
-            "heldout_attacks": len(heldout), "pairs": {**pair_stats, "from_files": len(extra_pairs)}, "train": stats,
+            "target_base": base, "target": str(out / "target"), "guardrail": str(guard_path) if guard_path else None,
+            "pool": str(pool_dir) if pool_dir else None, "prompt_files": [str(f.path) for f in s.prompt_files],
+            "heldout_attacks": len(heldout),
+            "pairs": {**pair_stats, "prompts_from_pool": len(from_pool), "prompts_from_files": len(from_files),
+                      "from_files": len(extra_pairs)},
+            "train": stats,
             "delta": float(s.delta), "beta": float(s.beta),
         }  # fmt: skip
         rows = [(k, v) for k, v in {**result["pairs"], **stats["transform"]}.items()]
@@ -147,10 +203,45 @@ def _heldout_attacks(safedpo_dir: Path | None, limit: int | None):
     return attacks[:limit] if limit else attacks
 
 
+def _refusal_judge(cfg: DictConfig, device: str):
+    """The over-refusal judge `eval.target.refusal_judge` names, and how the report labels it."""
+    from duoguard.refusal import DEFAULT_PATTERNS, LLMRefusalJudge, RefusalDetector
+
+    t = cfg.eval.target
+    if t.refusal_judge == "llm":
+        path = model_path(t.refusal_llm.model, cfg.cache_dir)
+        return LLMRefusalJudge.from_pretrained(path, to_container(t.refusal_llm), device=device), f"llm ({path})"
+    return RefusalDetector(list(t.refusal_patterns) or DEFAULT_PATTERNS), "rules"
+
+
+def target_eval_sets(cfg: DictConfig) -> tuple[list, list[str]]:
+    """The attack prompts of `eval.target.attacks` and the safe prompts of `eval.target.over_refusal`
+    (at most `eval.target.max_prompts` each), read and checked without loading a model; a bad set
+    is a UserError naming its key, file and line."""
+    from duoguard.evaluate import attacks_from_benchmark
+
+    t = cfg.eval.target
+    attacks = []
+    for i, entry in enumerate(t.attacks):
+        bench = load_benchmark_entry(entry, f"eval.target.attacks[{i}]")
+        found = attacks_from_benchmark(bench, t.max_prompts)
+        if not found:
+            raise UserError(
+                f"eval.target.attacks[{i}] ({bench.name}): {bench.source} has no unsafe prompts to attack with"
+            )
+        attacks += found
+    safe_prompts: list[str] = []
+    if t.over_refusal is not None:
+        bench = load_benchmark_entry(t.over_refusal, "eval.target.over_refusal")
+        safe_prompts = [e.text for e in bench.examples if not e.unsafe][: t.max_prompts]
+        if not safe_prompts:
+            raise UserError(f"eval.target.over_refusal ({bench.name}): {bench.source} has no safe prompts")
+    return attacks, safe_prompts
+
+
 def run_target_eval(cfg: DictConfig) -> dict[str, Any]:
-    from duoguard.evaluate import attack_success, attacks_from_benchmark, over_refusal, target_comparison_markdown
+    from duoguard.evaluate import attack_success, over_refusal, target_comparison_markdown
     from duoguard.metrics import binary_metrics
-    from duoguard.refusal import DEFAULT_PATTERNS, RefusalDetector
     from duoguard.roles.guardrail import Guardrail
     from duoguard.roles.target import Target
 
@@ -168,26 +259,22 @@ def run_target_eval(cfg: DictConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"no target after SafeDPO at {after} (eval.target.safedpo_dir or eval.target.after)")
     if not judge_path or not Path(judge_path, "config.json").is_file():
         raise FileNotFoundError(f"no guardrail to judge answers at {judge_path} (eval.target.judge_path)")
-    limit = t.max_prompts
-    attacks = _heldout_attacks(sdir, limit)
-    for bench in load_benchmarks_from(t.attacks, "eval.target.attacks"):
-        attacks += attacks_from_benchmark(bench, limit)
+    public_attacks, safe_prompts = target_eval_sets(cfg)
+    attacks = _heldout_attacks(sdir, t.max_prompts) + public_attacks
     if not attacks:
         raise UserError(
             "no attack prompts: give eval.target.safedpo_dir (held-out game prompts) or eval.target.attacks"
         )
-    safe_prompts: list[str] = []
-    if t.over_refusal is not None:
-        (bench,) = load_benchmarks_from([t.over_refusal], "eval.target.over_refusal")
-        safe_prompts = [e.text for e in bench.examples if not e.unsafe][:limit]
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="eval")
     try:
         device = cfg.runtime.device
         judge = Guardrail.from_pretrained(judge_path, device=device)
-        detector = RefusalDetector(list(t.refusal_patterns) or DEFAULT_PATTERNS)
+        detector, refusal_judge = _refusal_judge(cfg, device)
         before = t.before or safedpo_report.get("target_base") or model_path(cfg.target.model, cfg.cache_dir)
-        report: dict[str, Any] = {"judge": judge_path, "attacks": len(attacks), "safe_prompts": len(safe_prompts)}
+        report: dict[str, Any] = {"judge": judge_path, "attacks": len(attacks), "safe_prompts": len(safe_prompts),
+                                  "over_refusal_set": t.over_refusal.name if safe_prompts else None,
+                                  "refusal_judge": refusal_judge}  # fmt: skip
         for name, path in (("before", before), ("after", after)):
             target = Target(str(path), to_container(cfg.target), device=device)
             report[name] = {
@@ -243,6 +330,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.logger.group:  # the stages' W&B runs share one group
         OmegaConf.update(cfg, "logger.group", out.name, merge=False)
     game_dir, safedpo_dir, eval_dir = out / "game", out / "safedpo", out / "eval"
+    target_eval_sets(cfg)  # bad evaluation files fail now, not after the game and SafeDPO
     log.info("pipeline stage 1/3: the game (%s)", game_dir)
     play_game(_stage_cfg(cfg, game_dir))
     if (safedpo_dir / "safedpo_report.json").is_file() and (safedpo_dir / "target" / "config.json").is_file():

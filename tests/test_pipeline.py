@@ -63,7 +63,7 @@ def test_each_stage_runs_alone_from_the_previous_stage_dir(pipeline_run, tmp_pat
                    "progress=false", f"hydra.run.dir={tmp_path / 'safedpo'}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "safedpo" / "target" / "config.json").is_file()
-    proc = run_app("duoguard-eval", "eval.mode=target", f"eval.target.safedpo_dir={tmp_path / 'safedpo'}", "logger=none",
+    proc = run_app("duoguard-eval", "eval.mode=target", "eval=none", f"eval.target.safedpo_dir={tmp_path / 'safedpo'}", "logger=none",
                    "progress=false", "eval.target.max_prompts=16", f"hydra.run.dir={tmp_path / 'eval'}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "eval" / "target_report.json").read_text())
@@ -72,7 +72,11 @@ def test_each_stage_runs_alone_from_the_previous_stage_dir(pipeline_run, tmp_pat
 
 def test_safedpo_stage_errors_before_loading_models(tmp_path):
     proc = run_app("duoguard-safedpo", "logger=none", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 2 and "safedpo.game_dir" in proc.stderr
+    assert proc.returncode == 2
+    assert all(key in proc.stderr for key in ("safedpo.game_dir", "safedpo.prompt_files", "safedpo.pairs.files"))
+    proc = run_app("duoguard-safedpo", f"safedpo.prompt_files=[{{path: {tmp_path / 'p.jsonl'}}}]", "logger=none",
+                   f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert proc.returncode == 2 and "safedpo.guardrail_path" in proc.stderr
     proc = run_app("duoguard-safedpo", f"safedpo.game_dir={tmp_path / 'nope'}", "logger=none", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2 and "guardrail checkpoint not found" in proc.stderr
     proc = run_app("duoguard-safedpo", "safedpo.pairs.recipe=best", "logger=none", f"hydra.run.dir={tmp_path}")

@@ -149,12 +149,32 @@ def test_pku_saferlhf_reader_and_its_errors(tmp_path):
         ({k: v for k, v in good.items() if k != "response_1"}, r"missing field\(s\) \['response_1'\]"),
         ({**good, "response_0": "  "}, "'rejected' is empty"),
         ({**good, "is_response_0_safe": "maybe"}, "must be a boolean"),
+        ({**good, "is_response_1_safe": 2}, r"'is_response_1_safe' must be a boolean .*got 2$"),
+        ({**good, "is_response_0_safe": [True]}, r"'is_response_0_safe' must be a boolean .*got \[True\]$"),
         ({**good, "better_response_id": 2}, "0 or 1"),
     ]:
         path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
         with pytest.raises(DataError, match=match) as e:
             read_pku_saferlhf(path)
-        assert e.value.line == 2
+        assert e.value.line == 2 and str(e.value).startswith(f"{path}:2:")
+
+
+def test_pku_saferlhf_labels_use_the_schema_boolean_parser(tmp_path):
+    """The same spellings as the sample schema's `unsafe`, with safe/unsafe read for an is_safe field."""
+    import json
+
+    from duoguard.data.schema import parse_bool
+
+    path = tmp_path / "pku.jsonl"
+    for safe_0, safe_1 in [("yes", "no"), ("1", 0.0), ("safe", "unsafe"), ("T", "false")]:
+        row = {"prompt": "p", "response_0": "a", "response_1": "b", "better_response_id": 0,
+               "is_response_0_safe": safe_0, "is_response_1_safe": safe_1}  # fmt: skip
+        path.write_text(json.dumps(row) + "\n")
+        (pair,) = read_pku_saferlhf(path)
+        assert (pair["chosen_unsafe"], pair["rejected_unsafe"]) == (False, True), (safe_0, safe_1)
+    assert parse_bool("unsafe", "unsafe") is True and parse_bool("unsafe", "is_safe", true_word="safe") is False
+    with pytest.raises(ValueError, match=r"'x' must be a boolean \(true/false, 1/0, yes/no\), got 'safe'"):
+        parse_bool("safe", "x", true_word=None)
 
 
 def margins(target, prompts, chosen, rejected) -> torch.Tensor:

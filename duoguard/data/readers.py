@@ -222,8 +222,10 @@ def load_seeds(
     return kept
 
 
-def load_train_files(file_cfgs: Sequence[Any], ctx: SchemaContext, skip_bad_rows: bool) -> list[Sample]:
-    """Read every `data.train_files` entry (a list of DataFileConfig-like mappings)."""
+def load_train_files(
+    file_cfgs: Sequence[Any], ctx: SchemaContext, skip_bad_rows: bool, key: str = "data.train_files"
+) -> list[Sample]:
+    """Read every entry of a list of DataFileConfig-like mappings (`key` names it in errors)."""
     samples: list[Sample] = []
     for i, f in enumerate(file_cfgs):
         path = Path(str(f["path"])).expanduser()
@@ -247,7 +249,7 @@ def load_train_files(file_cfgs: Sequence[Any], ctx: SchemaContext, skip_bad_rows
                 limit=f.get("limit"),
             )
         except DataError as e:
-            raise DataError(e.path, e.line, f"{e.reason} (data.train_files[{i}])") from None
+            raise DataError(e.path, e.line, f"{e.reason} ({key}[{i}])") from None
         log.info(result.summary())
         samples.extend(result.samples)
     return samples

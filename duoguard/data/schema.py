@@ -51,18 +51,28 @@ class SchemaContext:
     source: str = ""
 
 
-_TRUE = {"true", "1", "yes", "unsafe", "y", "t"}
-_FALSE = {"false", "0", "no", "safe", "n", "f"}
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
 
 
-def parse_bool(value: Any, key: str) -> bool:
+def parse_bool(value: Any, key: str, *, true_word: str | None = "unsafe") -> bool:
+    """The one boolean parser for data files: a bool, 0/1, or true/false, yes/no, y/n, t/f, 1/0
+    (any case). `true_word` says which of the words safe/unsafe means True for this field:
+    "unsafe" for an `unsafe` label (the default), "safe" for an `is_safe`-style field (so
+    "unsafe" reads as False there), None to accept neither."""
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float)) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().casefold() in _TRUE | _FALSE:
-        return value.strip().casefold() in _TRUE
-    raise SampleError(f"'{key}' must be a boolean (true/false, 1/0, safe/unsafe), got {value!r}")
+    words = {"safe": True, "unsafe": False} if true_word == "safe" else {"unsafe": True, "safe": False}
+    if isinstance(value, str):
+        word = value.strip().casefold()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        if true_word is not None and word in words:
+            return words[word]
+    accepted = "true/false, 1/0, yes/no" + (", safe/unsafe" if true_word is not None else "")
+    raise SampleError(f"'{key}' must be a boolean ({accepted}), got {value!r}")
 
 
 def parse_list(value: Any, key: str) -> list[str]:
