@@ -2,26 +2,120 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import pytest
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
 
+from duoguard import cli
 from duoguard.config import ConfigError, require, validate
-from tests.conftest import compose, run_app
+from tests.conftest import CONF_DIR, compose, run_app
 
-PRESETS = ["tiny_cpu", "duoguard_qwen"]
-APPS = ["guardrail", "eval"]
+VALIDATE_DEFAULT = inspect.signature(validate).parameters["sections"].default
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+APPS = {  # app config -> its entry point in duoguard/cli.py
+    "guardrail": "guardrail_main",
+    "eval": "eval_main",
+    "game": "game_main",
+    "safedpo": "safedpo_main",
+    "pipeline": "pipeline_main",
+}
+# what each app runs once its config is valid, stubbed here so that no model loads: (module, name, returns)
+STAGES = {
+    "guardrail": [("duoguard.stages", "run_guardrail_stage", None)],
+    "eval": [("duoguard.stages", "run_eval_stage", None), ("duoguard.pipeline", "run_target_eval", None)],
+    "game": [("duoguard.game", "play_game", {"history": []})],
+    "safedpo": [("duoguard.pipeline", "run_safedpo_stage", None)],
+    "pipeline": [("duoguard.pipeline", "run_pipeline", {"after": {"asr": {"overall": {"asr": 0.0}}}})],
+}
 
 
-@pytest.mark.parametrize("app", APPS)
-@pytest.mark.parametrize("preset", PRESETS)
-def test_every_preset_composes_and_validates(app, preset):
-    cfg = compose([f"experiment={preset}", "output_dir=/tmp/x", "eval.guardrail_path=/tmp/g"], config_name=app)
-    validate(cfg, ("taxonomy", "data", "guardrail", "eval"))
+def app_overrides(app: str) -> list[str]:
+    """What a user must pass at least: duoguard-eval needs the checkpoint to score."""
+    return ["output_dir=/tmp/x", *(["eval.guardrail_path=/tmp/g"] if app == "eval" else [])]
+
+
+def run_app_checks(monkeypatch, app: str, cfg) -> tuple[str, ...]:
+    """Call the app's own function on `cfg` (its validate() with its sections, its require()s), with
+    the stage it would start stubbed out; returns the sections it validated."""
+    import importlib
+
+    validated: list[tuple[str, ...]] = []
+    started: list[str] = []
+
+    def spy(cfg, sections=VALIDATE_DEFAULT):
+        validated.append(tuple(sections))
+        return validate(cfg, sections)
+
+    monkeypatch.setattr(cli, "validate", spy)
+    for module, name, result in STAGES[app]:
+
+        def stub(cfg, _name=name, _result=result):
+            started.append(_name)
+            return _result
+
+        monkeypatch.setattr(importlib.import_module(module), name, stub)
+        if hasattr(cli, name):  # should an app import its stage at module level
+            monkeypatch.setattr(cli, name, stub)
+    inspect.unwrap(getattr(cli, APPS[app]))(cfg)  # the function under @hydra.main and @_user_errors
+    assert len(validated) == 1 and len(started) == 1, (validated, started)
+    return validated[0]
+
+
+def test_every_app_config_is_covered():
+    app_files = {p.stem for p in CONF_DIR.glob("*.yaml")} - {"config"}
+    assert app_files == set(APPS)
+    assert "tiny_cpu" in EXPERIMENTS and "duoguard_qwen" in EXPERIMENTS
+
+
+@pytest.mark.parametrize("app", list(APPS))
+@pytest.mark.parametrize("preset", EXPERIMENTS)
+def test_every_preset_composes_and_validates_for_every_app(monkeypatch, app, preset):
+    cfg = compose([f"experiment={preset}", *app_overrides(app)], config_name=app)
     assert cfg.experiment == preset
-    assert len(cfg.taxonomy.categories) == 12
+    sections = run_app_checks(monkeypatch, app, cfg)
+    assert sections and set(sections) <= set(cli.ALL_SECTIONS)
+    if app == "game":
+        assert sections == cli.GAME_SECTIONS
+    if app == "pipeline":
+        assert sections == cli.ALL_SECTIONS
+
+
+def _compose_with_hydra(overrides: list[str], config_name: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from duoguard.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize("sweep,app", [("game_optuna", "game"), ("pipeline_optuna", "pipeline")])
+def test_optuna_sweeps_compose_and_every_searched_value_validates(monkeypatch, sweep, app):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep
+    from omegaconf import OmegaConf
+
+    hydra_cfg = _compose_with_hydra([f"sweep={sweep}", *app_overrides(app)], app).hydra
+    assert hydra_cfg.runtime.choices["hydra/sweeper"] == "optuna"
+    assert "OptunaSweeper" in hydra_cfg.sweeper._target_
+    params = OmegaConf.to_container(hydra_cfg.sweeper.params)
+    assert params
+
+    cfg = compose([f"sweep={sweep}", *app_overrides(app)], app)
+    run_app_checks(monkeypatch, app, cfg)
+    # every searched key exists, and the ends of its range (lowest and highest choice) pass the app's checks
+    parser = OverridesParser.create()
+    for key, spec in params.items():
+        assert OmegaConf.select(cfg, key) is not None, f"{sweep} searches {key}, which the config lacks"
+        space = parser.parse_override(f"{key}={spec}").value()
+        assert isinstance(space, ChoiceSweep | IntervalSweep), spec
+        ends = [min(space.list), max(space.list)] if isinstance(space, ChoiceSweep) else [space.start, space.end]
+        for value in ends:  # the app's checks are ranges: a range's two ends stand for it
+            run_app_checks(monkeypatch, app, compose([f"sweep={sweep}", *app_overrides(app), f"{key}={value}"], app))
 
 
 def test_real_preset_differs_from_tiny_only_in_config():
@@ -62,13 +156,25 @@ def test_bad_enum_value_lists_choices():
     assert "guardrail.train.loss" in msg and "zlpr" in msg
 
 
-def test_unknown_key_in_a_yaml_group_file_fails(tmp_path):
-    from omegaconf import OmegaConf
-
-    cfg = compose(["output_dir=/tmp/x"])
-    with pytest.raises((ConfigKeyError, ValidationError)) as e:
-        OmegaConf.merge(cfg, OmegaConf.create({"guardrail": {"model": {"nam_or_path": "x"}}}))
-    assert "nam_or_path" in str(e.value)
+@pytest.mark.parametrize(
+    "group,option,text,key",
+    [
+        ("guardrail/model", "typo", "name_or_path: x\nnam_or_path: y\n", "guardrail.model.nam_or_path"),
+        ("experiment", "typo", "# @package _global_\nguardrail:\n  train:\n    lrr: 0.1\n", "guardrail.train.lrr"),
+    ],
+    ids=["model_group_file", "experiment_file"],
+)
+def test_unknown_key_in_a_yaml_group_file_fails(tmp_path, group, option, text, key):
+    """A misspelt key in a group file (here one written to a config dir added to Hydra's search
+    path, as a user's own presets would be) fails composition naming the file and the full key."""
+    (tmp_path / group).mkdir(parents=True)
+    (tmp_path / group / f"{option}.yaml").write_text(text, encoding="utf-8")
+    search = f"hydra.searchpath=[file://{tmp_path}]"
+    compose([search, "output_dir=/tmp/x"])  # the extra search path alone composes
+    with pytest.raises(ConfigCompositionException) as e:
+        compose([search, f"{group}={option}", "output_dir=/tmp/x"])
+    msg = str(e.value) + str(e.value.__cause__)
+    assert f"{group}/{option}" in msg and key in msg
 
 
 def test_missing_required_value():

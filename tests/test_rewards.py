@@ -1,4 +1,4 @@
-"""Rewards and GRPO advantages by hand, and against the advantages TRL's GRPOTrainer uses."""
+"""Rewards and GRPO advantages checked by hand (tests/test_grpo.py checks them against TRL's GRPOTrainer)."""
 
 from __future__ import annotations
 
