@@ -130,7 +130,9 @@ def pick_device(name: str = "auto") -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"runtime.device={name} but no CUDA device is visible")
+        from duoguard.errors import UserError
+
+        raise UserError(f"runtime.device={name} but no CUDA device is visible (runtime.device=auto picks one)")
     return name
 
 

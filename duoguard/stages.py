@@ -1,4 +1,4 @@
-"""The stages an app runs, built from a composed config: data, guardrail training, evaluation.
+"""The guardrail's stages, from a composed config: train (`duoguard-guardrail`) and evaluate (`duoguard-eval`).
 
 Each function takes the config node it needs and does one stage; the Hydra apps in `cli.py`
 only compose config and call these. Everything that can fail on bad input (config values,
@@ -17,125 +17,26 @@ from typing import Any
 from omegaconf import DictConfig
 
 from duoguard.atomic import atomic_dir
-from duoguard.config import to_container
-from duoguard.data.benchmarks import Benchmark, load_benchmark, samples_benchmark
-from duoguard.data.readers import builtin_seed_texts, load_seeds, load_train_files
-from duoguard.data.responses import response_examples
-from duoguard.data.schema import Sample, SchemaContext, split_heldout
+from duoguard.config import ConfigError, to_container
+from duoguard.data.benchmarks import Benchmark, samples_benchmark
+from duoguard.data.schema import Sample
 from duoguard.evaluate import eval_tables, evaluate_guardrail, flat_metrics
+from duoguard.factory import (
+    build_taxonomy,
+    load_benchmarks_from,
+    load_training_samples,
+    new_guardrail,
+    set_up_torch,
+    split_with_responses,
+)  # fmt: skip
 from duoguard.report import markdown_table, write_report
-from duoguard.taxonomy import Taxonomy
 from duoguard.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------- set-up shared by every app
-def set_up_torch(cfg: DictConfig) -> None:
-    """Seed everything and pin threads: the same seed and thread count give the same numbers."""
-    import torch
-    from transformers import set_seed
-
-    if cfg.runtime.torch_threads:
-        torch.set_num_threads(int(cfg.runtime.torch_threads))
-    set_seed(int(cfg.seed))
-
-
-def build_taxonomy(cfg: DictConfig) -> Taxonomy:
-    return Taxonomy.from_config(to_container(cfg.taxonomy))
-
-
-def schema_context(cfg: DictConfig, taxonomy: Taxonomy) -> SchemaContext:
-    return SchemaContext(
-        taxonomy=taxonomy,
-        languages=list(cfg.data.languages),
-        attack_styles=list(cfg.data.attack_styles),
-        max_text_chars=int(cfg.data.max_text_chars),
-    )
-
-
-def load_training_samples(cfg: DictConfig, taxonomy: Taxonomy) -> list[Sample]:
-    """Seeds plus every configured training file, all checked against the schema."""
-    d = cfg.data
-    samples = load_seeds(d.seeds, taxonomy, list(d.languages), list(d.attack_styles), int(d.max_text_chars))
-    files = to_container(d.train_files)
-    samples += load_train_files(files, schema_context(cfg, taxonomy), skip_bad_rows=d.on_bad_row.value == "skip")
-    if not samples:
-        raise ValueError("no training samples: data.seeds is null and data.train_files is empty")
-    return samples
-
-
-def split_with_responses(samples: list[Sample], cfg: DictConfig) -> tuple[list[Sample], list[Sample]]:
-    """Train / held-out split; each side then gets its own response examples (no prompt leaks
-    across the split through its answers)."""
-    d = cfg.data
-    train, heldout = split_heldout(samples, float(d.heldout_fraction), int(d.split_seed))
-    if d.response_examples:
-        templates = to_container(d.response_templates)
-        train += response_examples(train, templates)
-        heldout += response_examples(heldout, templates)
-    return train, heldout
-
-
-def load_benchmarks_from(entries, key: str) -> list[Benchmark]:
-    """Benchmark files from a list of BenchmarkConfig nodes; errors name the config key."""
-    benches = []
-    for i, b in enumerate(entries):
-        try:
-            benches.append(
-                load_benchmark(b.name, b.format, b.path, language=b.language, limit=b.limit, **to_container(b.options))
-            )
-        except (ValueError, FileNotFoundError) as e:
-            raise type(e)(f"{key}[{i}] ({b.name}): {e}") from None
-    return benches
-
-
 def load_benchmarks(cfg: DictConfig) -> list[Benchmark]:
     return load_benchmarks_from(cfg.eval.benchmarks, "eval.benchmarks")
-
-
-def model_path(model_cfg: DictConfig, cache_dir: str) -> str:
-    """Resolve a model config to a loadable id or folder (building the tiny model if asked)."""
-    from duoguard.models import resolve_model_path
-
-    return resolve_model_path(to_container(model_cfg), cache_dir, builtin_seed_texts())
-
-
-def new_guardrail(cfg: DictConfig, taxonomy: Taxonomy):
-    """The guardrail to train: a given checkpoint, or the base model with a fresh head."""
-    from duoguard.roles.guardrail import Guardrail, GuardrailError
-
-    g = cfg.guardrail
-    opts = dict(
-        threshold=float(g.threshold),
-        max_length=int(g.max_length),
-        response_template=str(g.response_template),
-        batch_size=int(g.predict_batch_size),
-        max_batch_tokens=g.predict_max_tokens,
-    )
-    if g.init_checkpoint:
-        guard = Guardrail.from_pretrained(
-            g.init_checkpoint,
-            device=cfg.runtime.device,
-            precision="fp32",
-            trust_remote_code=g.model.trust_remote_code,
-        )
-        if guard.categories != taxonomy.names:
-            raise GuardrailError(
-                f"guardrail.init_checkpoint {g.init_checkpoint} has categories {guard.categories}, "
-                f"but taxonomy '{taxonomy.name}' has {taxonomy.names}"
-            )
-        for key, value in opts.items():
-            setattr(guard, key, value)
-        return guard
-    return Guardrail.from_base(
-        model_path(g.model, cfg.cache_dir),
-        taxonomy.names,
-        device=cfg.runtime.device,
-        trust_remote_code=g.model.trust_remote_code,
-        revision=g.model.revision,
-        **opts,
-    )
 
 
 def train_guardrail(guardrail, samples: list[Sample], cfg: DictConfig, work_dir: Path, **overrides) -> dict:
@@ -241,7 +142,7 @@ def run_eval_stage(cfg: DictConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"eval.guardrail_path={path}: no guardrail checkpoint there (config.json missing)")
     benchmarks = load_benchmarks(cfg)
     if not benchmarks:
-        raise ValueError("eval.benchmarks is empty: list benchmark files (e.g. eval=shared_benchmarks)")
+        raise ConfigError("eval.benchmarks is empty: list benchmark files (e.g. eval=shared_benchmarks)")
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), job_type="eval")
     try:

@@ -131,33 +131,30 @@ def frozen_baseline(path: str, train: list[Sample], test_texts: list[str], test_
 
 
 def fine_tuned(path: str, train: list[Sample], test_texts, test_labels, args, out_dir: Path) -> dict:
-    from hydra import compose, initialize_config_dir
+    from duoguard.config import compose
+    from duoguard.factory import build_taxonomy, new_guardrail
+    from duoguard.stages import train_guardrail
 
-    from duoguard.config import register_configs
-    from duoguard.stages import build_taxonomy, new_guardrail, train_guardrail
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "guardrail",
-            overrides=[
-                f"guardrail.model.name_or_path={path}",
-                "guardrail.model.precision=fp32",
-                "runtime.device=cpu",
-                f"guardrail.train.learning_rate={args.lr}",
-                f"guardrail.train.epochs={args.epochs}",
-                f"guardrail.train.head_lr_multiplier={args.head_lr_multiplier}",
-                "guardrail.train.global_batch_size=32",
-                "guardrail.train.per_device_batch_size=32",
-                "guardrail.train.warmup_ratio=0.1",
-                "guardrail.train.lr_scheduler=linear",
-                "guardrail.max_length=128",
-                f"guardrail.train.seed={args.seed}",
-                f"taxonomy={getattr(args, 'taxonomy', 'duoguard12')}",
-                "progress=false",
-                f"output_dir={out_dir}",
-            ],
-        )
+    cfg = compose(
+        "guardrail",
+        overrides=[
+            f"guardrail.model.name_or_path={path}",
+            "guardrail.model.precision=fp32",
+            "runtime.device=cpu",
+            f"guardrail.train.learning_rate={args.lr}",
+            f"guardrail.train.epochs={args.epochs}",
+            f"guardrail.train.head_lr_multiplier={args.head_lr_multiplier}",
+            "guardrail.train.global_batch_size=32",
+            "guardrail.train.per_device_batch_size=32",
+            "guardrail.train.warmup_ratio=0.1",
+            "guardrail.train.lr_scheduler=linear",
+            "guardrail.max_length=128",
+            f"guardrail.train.seed={args.seed}",
+            f"taxonomy={getattr(args, 'taxonomy', 'duoguard12')}",
+            "progress=false",
+            f"output_dir={out_dir}",
+        ],
+    )
     taxonomy = build_taxonomy(cfg)
     train = [dataclasses.replace(s, categories=taxonomy.resolve_all(s.categories)) for s in train]
     torch.manual_seed(args.seed)

@@ -25,14 +25,9 @@ def cache_dir(tmp_path_factory) -> Path:
 
 def compose(overrides: list[str] | None = None, config_name: str = "guardrail"):
     """Compose the config exactly as an app would (same search path, schema and defaults)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from duoguard.config import compose as compose_config
 
-    from duoguard.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+    return compose_config(config_name, overrides)
 
 
 @pytest.fixture(scope="session")

@@ -265,7 +265,7 @@ def test_response_examples_label_answers_the_way_response_classification_does(ta
 
 
 def test_split_keeps_each_prompt_and_its_answers_on_one_side(taxonomy):
-    from duoguard.stages import load_training_samples, split_with_responses
+    from duoguard.factory import load_training_samples, split_with_responses
     from tests.conftest import compose
 
     cfg = compose(["output_dir=/tmp/x"])

@@ -58,7 +58,9 @@ class Guardrail:
         self.response_template = response_template
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens  # None: chosen for the device (see _token_budget)
-        self.base_path: str | None = None  # set by from_base; lets restart() retrain from scratch
+        # set by from_base (or by whoever loads a checkpoint of it): lets restart() retrain from scratch
+        self.base_path: str | None = None
+        self.base_options: dict[str, Any] = {}  # trust_remote_code, revision of the base model
         self.model.eval()
 
     # ------------------------------------------------------------------ construction
@@ -140,7 +142,7 @@ class Guardrail:
         )
         model.config.pad_token_id = tokenizer.pad_token_id
         guard = cls(model.to(pick_device(device)), tokenizer, **kwargs)
-        guard.base_path = base_path
+        guard.base_path, guard.base_options = base_path, {"trust_remote_code": trust_remote_code, "revision": revision}
         return guard
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
@@ -278,12 +280,12 @@ class Guardrail:
         self.model.load_state_dict(saved.state_dict())
         self.model.eval()
 
-    def restart(self) -> None:
+    def restart(self, seed: int = 0) -> None:
         """Back to the base model with a fresh head (rounds that retrain from scratch)."""
         if self.base_path is None:
             raise GuardrailError("restart() needs a guardrail built with Guardrail.from_base")
-        torch.manual_seed(0)
-        fresh = Guardrail.from_base(self.base_path, self.categories, device=str(self.device))
+        torch.manual_seed(seed)
+        fresh = Guardrail.from_base(self.base_path, self.categories, device=str(self.device), **self.base_options)
         self.model = fresh.model
 
     def fit(
