@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -33,6 +34,21 @@ CONF_DIR = conf_dir()
 register_configs()
 
 
+def group_sweep_runs(cfg: DictConfig) -> None:
+    """In a Hydra multirun, every job's W&B run joins one group named after the sweep, and is
+    named by its overrides (unless logger.group / logger.name are set)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    hc = HydraConfig.get()
+    if not cfg.logger.group:
+        cfg.logger.group = f"{hc.job.name}-{Path(hc.sweep.dir).name}"
+    if not cfg.logger.name:
+        cfg.logger.name = f"{hc.job.name}-{hc.job.num}" + (f" {hc.job.override_dirname}" if hc.job.override_dirname else "")
+
+
 def _user_errors(fn):
     """Bad input ends the app with one clear line and exit code 2, a fault policy stopping a game
     with exit code 3; neither prints a traceback (bugs still do)."""
@@ -42,6 +58,7 @@ def _user_errors(fn):
         from duoguard.runtime import RoleError
 
         try:
+            group_sweep_runs(cfg)
             return fn(cfg)
         except (UserError, FileNotFoundError) as e:
             log.error("%s", e)

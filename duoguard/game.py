@@ -34,11 +34,20 @@ from duoguard.config import to_container
 from duoguard.data.pool import Pool, normalise
 from duoguard.data.schema import Sample
 from duoguard.errors import GameStopped
+from duoguard.factory import (
+    build_generator,
+    build_guardrail,
+    build_judge,
+    build_taxonomy,
+    load_training_samples,
+    model_path,
+    set_up_torch,
+    split_with_responses,
+)  # fmt: skip
 from duoguard.metrics import binary_metrics
 from duoguard.prompts import ConditionSampler
 from duoguard.referee import Referee
-from duoguard.runtime import RoleDied, make_runtime
-from duoguard.stages import build_taxonomy, load_training_samples, model_path, set_up_torch, split_with_responses
+from duoguard.runtime import RoleDied, RoleError, make_runtime
 from duoguard.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -49,73 +58,6 @@ class Roles:
     generator: Any
     guardrail: Any
     judge: Any
-
-
-# ---------------------------------------------------------------- role builders (run in each role's process)
-def _pin_threads(threads: int | None) -> None:
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
-
-
-def build_guardrail(cfg: dict, categories: list[str], base_path: str, checkpoint: str | None, device: str):
-    from duoguard.roles.guardrail import Guardrail
-
-    _pin_threads(cfg["runtime"]["torch_threads"])
-    g = cfg["guardrail"]
-    opts = dict(threshold=g["threshold"], max_length=g["max_length"], response_template=g["response_template"],
-                batch_size=g["predict_batch_size"], max_batch_tokens=g["predict_max_tokens"])  # fmt: skip
-    if checkpoint:
-        guard = Guardrail.from_pretrained(checkpoint, device=device, precision="fp32", **opts)
-        guard.base_path = base_path
-        return guard
-    import torch
-
-    torch.manual_seed(int(cfg["seed"]))
-    return Guardrail.from_base(
-        base_path, categories, device=device, trust_remote_code=g["model"]["trust_remote_code"], **opts
-    )
-
-
-def build_generator(cfg: dict, path: str, reference_path: str, work_dir: str, device: str):
-    from duoguard.roles.generator import Generator
-
-    _pin_threads(cfg["runtime"]["torch_threads"])
-    return Generator(path, cfg["generator"], work_dir=work_dir, device=device, seed=int(cfg["seed"]),
-                     reference_path=reference_path, progress=bool(cfg["progress"]))  # fmt: skip
-
-
-def build_judge(cfg: dict, llm_path: str | None, device: str):
-    from duoguard.roles.judge import Judge, LLMJudge
-
-    _pin_threads(cfg["runtime"]["torch_threads"])
-    llm = None
-    j = cfg["judge"]
-    if llm_path:
-        from transformers import AutoModelForCausalLM
-
-        from duoguard.models import load_tokenizer, pick_dtype
-
-        m = j["llm"]["model"]
-        tok = load_tokenizer(llm_path, trust_remote_code=m["trust_remote_code"], padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(llm_path, dtype=pick_dtype(m["precision"], device),
-                                                     trust_remote_code=m["trust_remote_code"]).to(device)  # fmt: skip
-        llm = LLMJudge(model, tok, template=j["llm"]["template"], min_rating=j["llm"]["min_rating"],
-                       batch_size=j["llm"]["batch_size"])  # fmt: skip
-    return Judge(j, llm)
-
-
-def role_device(cfg: DictConfig, role: str) -> str:
-    """In a Ray actor a GPU role sees its own GPU(s) as cuda:0; locally runtime.device applies."""
-    override = cfg.runtime.roles[role].device
-    if override:
-        return override
-    if cfg.runtime.name.value == "ray":
-        return "cuda" if cfg.runtime.roles[role].num_gpus > 0 else "cpu"
-    from duoguard.models import pick_device
-
-    return pick_device(cfg.runtime.device)
 
 
 # ---------------------------------------------------------------- one round
@@ -154,6 +96,10 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
     conditions = sampler.draw(int(grpo.prompts_per_step) * int(grpo.steps_per_round), r)
     referee = Referee(roles.guardrail, roles.judge, to_container(cfg.game.reward), threshold, r)
     rollout = roles.generator.call("play", conditions, referee, r)
+    if cfg.generator.num_workers > 1:  # data parallel: every rank must hold the same policy
+        sums = roles.generator.call_each("checksum")
+        if len(set(sums)) > 1:
+            raise RoleError(f"role 'generator': its {len(sums)} data-parallel ranks diverged (weight checksums {sums})")
     lap("rollout")
     records = rollout.records
     accepted = accept(records, pool.texts(), {normalise(s.text) for s in seeds}, r)
@@ -202,6 +148,8 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
 # ---------------------------------------------------------------- the game
 def spawn_roles(runtime, cfg: DictConfig, names: list[str], ckpt: Path | None, out_dir: Path) -> Roles:
     """Build the three roles where the runtime puts them, from a checkpoint or the base models."""
+    from duoguard.roles.generator import Rollout
+
     plain = to_container(cfg)
     gen_base = model_path(cfg.generator.model, cfg.cache_dir)
     llm = cfg.judge.llm.model
@@ -209,18 +157,20 @@ def spawn_roles(runtime, cfg: DictConfig, names: list[str], ckpt: Path | None, o
     return Roles(
         guardrail=runtime.spawn(
             "guardrail", build_guardrail, plain, names, model_path(g.model, cfg.cache_dir),
-            str(ckpt / "guardrail") if ckpt else None, role_device(cfg, "guardrail"),
+            str(ckpt / "guardrail") if ckpt else g.init_checkpoint, runtime.device("guardrail"),
+            key="the round checkpoint" if ckpt else "guardrail.init_checkpoint",
             hints={"train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
                    "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size)},
         ),
         judge=runtime.spawn(
             "judge", build_judge, plain, model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
-            role_device(cfg, "judge"), hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
+            runtime.device("judge"), hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
         ),
         generator=runtime.spawn(
             "generator", build_generator, plain, str(ckpt / "generator") if ckpt else gen_base, gen_base,
-            str(out_dir / ".generator"), role_device(cfg, "generator"),
+            str(out_dir / ".generator"), runtime.device("generator"),
             hints={"play": ("generator.grpo.prompts_per_step", f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})")},
+            merge={"play": Rollout.merged},  # generator.num_workers > 1: one rollout from every rank's share
         ),
     )  # fmt: skip
 
@@ -278,7 +228,7 @@ def play_game(cfg: DictConfig) -> dict[str, Any]:
                       job_type="game", step_name="round")  # fmt: skip
     history = list(state.history) if state else []
     tracker.rewrite_history(history)
-    runtime = make_runtime(to_container(cfg.runtime), to_container(cfg.ray))
+    runtime = make_runtime(to_container(cfg.runtime), to_container(cfg.ray), {"generator": cfg.generator.num_workers})
     try:
         roles = spawn_roles(runtime, cfg, taxonomy.names, checkpoints.latest_dir(), out_dir)
         if state is None:  # round 0: the warmed-up guardrail and the initial generator

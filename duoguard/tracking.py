@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from duoguard.atomic import jsonable, write_text_atomic
+from duoguard.atomic import jsonable, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+RUN_FILE = "wandb_run.json"
 
 
 class Tracker:
@@ -64,6 +65,9 @@ class Tracker:
         )
         self._run.define_metric(self.step_name)
         self._run.define_metric("*", step_metric=self.step_name)
+        # which W&B run this folder logs to (e.g. to find a sweep's runs, or check a resume kept it)
+        write_json_atomic(self.run_dir / RUN_FILE, {"id": self._run.id, "name": self._run.name, "group": self._run.group,
+                                                    "project": self._run.project, "mode": mode, "dir": self._run.dir})  # fmt: skip
 
     @property
     def run_id(self) -> str | None:

@@ -55,6 +55,11 @@ class SkipNonFinite:
             trainer = self
 
             def guarded_step(opt, *args, **kwargs):
+                if torch.distributed.is_available() and torch.distributed.is_initialized():
+                    # data parallel: the gradients were averaged over ranks, so skip on every rank or none
+                    flag = torch.tensor([float(trainer._skip_step)], device=trainer.args.device)
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                    trainer._skip_step = bool(flag.item())
                 if trainer._skip_step:
                     trainer._skip_step = False
                     trainer.skipped_steps += 1

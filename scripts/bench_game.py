@@ -1,19 +1,29 @@
-"""Game overhead: a round's wall time in the local and Ray runtimes against the sum of its parts
+"""Game overhead: each round's wall time in the local and Ray runtimes against the sum of its parts
 run standalone, at three sizes, side by side in one run.
 
     python scripts/bench_game.py                  # tiny models on CPU (the default game config)
     python scripts/bench_game.py --sizes 2,4,8 --rounds 3
+    python scripts/bench_game.py --shape 0.5b --device cuda --runtimes local --sizes 8,16,32   # GPU
 
 For each size (prompts per GRPO step; G candidates each, `steps_per_round` steps), the same game
-config is played twice, `runtime=local` and `runtime=ray`, and the last round's wall time is
-compared with the standalone parts on the same models and batch sizes:
+config is played twice, `runtime=local` and `runtime=ray`. A round's wall time runs from the end
+of the previous round's tracking call to the end of its own (metrics.jsonl timestamps): rollout,
+pool, guardrail training, evaluation, checkpoint and logging. Rounds 2.. are timed (round 1 also
+builds the trainers). The parts, standalone on fresh roles with the same models and batch sizes:
 
-- GRPO: TRL's GRPOTrainer steps (generation + update) with a trivial reward, same GRPOConfig;
-- scoring: the judge's rules and the guardrail's `unsafe_scores` on as many candidates;
-- guardrail: training on as many samples (seeds + pool) for `game.guardrail_epochs`;
-- eval: the guardrail on the held-out seeds.
+- grpo: TRL's GRPOTrainer steps (generation + update) with a trivial reward, same GRPOConfig;
+- scoring: the judge's rules and the guardrail's `unsafe_scores` on as many of the round's own
+  candidates (the local game's pool rows of that round, repeated to the round's count);
+- guardrail: training on the same samples as the game's round (seeds + pool up to that round)
+  for `game.guardrail_epochs`;
+- eval: the guardrail on the held-out seeds and the round's accepted candidates.
 
-ratio = round wall time / sum of parts (1.0 = no overhead). Rounds/minute is 60 / round time.
+ratio = round wall time / sum of parts (1.0 = no overhead). rounds/min = 60 / round wall time.
+Generation tokens/s = completion tokens generated in the round / the rollout phase's seconds.
+
+`--shape` swaps the tiny models for random-weight ones of a real architecture's size (speed
+only; the offline BPE tokenizer keeps its small vocabulary): `0.5b` = Qwen2.5-0.5B's layers for
+both roles, `1.5b` = Qwen2.5-1.5B's for the generator.
 """
 
 from __future__ import annotations
@@ -32,120 +42,157 @@ sys.path.insert(0, str(ROOT))
 
 from duoguard.report import markdown_table  # noqa: E402
 
+SHAPES = {  # hidden, intermediate, layers, heads, kv heads
+    "0.5b": (896, 4864, 24, 14, 2),
+    "1.5b": (1536, 8960, 28, 12, 2),
+}
+
+
+def shape_overrides(shape: str | None) -> list[str]:
+    if not shape:
+        return []
+    out = []
+    for role, name in (("guardrail", "0.5b"), ("generator", shape)):
+        hidden, inter, layers, heads, kv = SHAPES[name]
+        out += [f"{role}.model.tiny.hidden_size={hidden}", f"{role}.model.tiny.intermediate_size={inter}",
+                f"{role}.model.tiny.num_layers={layers}", f"{role}.model.tiny.num_heads={heads}",
+                f"{role}.model.tiny.num_kv_heads={kv}", f"{role}.model.precision=auto"]  # fmt: skip
+    return out
+
 
 def compose_game(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from duoguard.config import compose
 
-    from duoguard.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("game", overrides=overrides)
+    return compose("game", overrides)
 
 
-def time_parts(cfg, last: dict) -> dict[str, float]:
-    """The round's parts, standalone, on fresh roles of the same config."""
+def round_walls(run: Path) -> dict[int, float]:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return {b["round"]: b["time"] - a["time"] for a, b in zip(lines, lines[1:])}
+
+
+def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[int, dict[str, float]]:
+    """Each timed round's parts, standalone, on fresh roles of the same config."""
     from datasets import Dataset
     from trl import GRPOTrainer
 
     from duoguard.config import to_container
-    from duoguard.game import build_generator, build_guardrail, build_judge
+    from duoguard.data.pool import Pool
+    from duoguard.factory import (
+        build_generator,
+        build_guardrail,
+        build_judge,
+        build_taxonomy,
+        load_training_samples,
+        model_path,
+        split_with_responses,
+    )
+    from duoguard.models import pick_device
     from duoguard.prompts import ConditionSampler
     from duoguard.roles.judge import Candidate
-    from duoguard.stages import build_taxonomy, load_training_samples, model_path, split_with_responses
+    from duoguard.training import quiet_trainer
 
     plain = to_container(cfg)
+    device = pick_device(cfg.runtime.device)
     taxonomy = build_taxonomy(cfg)
     seeds, heldout = split_with_responses(load_training_samples(cfg, taxonomy), cfg)
+    pool = Pool(run / "pool").samples()
     work = Path(tempfile.mkdtemp(prefix="bench_parts_"))
-    parts: dict[str, float] = {}
+    rng = random.Random(0)
     try:
         gen_base = model_path(cfg.generator.model, cfg.cache_dir)
-        gen = build_generator(plain, gen_base, gen_base, str(work / "gen"), "cpu")
-        sampler = ConditionSampler(
-            [s for s in seeds if s.response is None],
-            taxonomy.names,
-            list(cfg.data.languages),
-            list(cfg.data.attack_styles),
-            seed=0,
-        )
+        gen = build_generator(plain, gen_base, gen_base, str(work / "gen"), device)
+        sampler = ConditionSampler([s for s in seeds if s.response is None], taxonomy.names, list(cfg.data.languages),
+                                   list(cfg.data.attack_styles), seed=0)  # fmt: skip
         n_prompts = cfg.generator.grpo.prompts_per_step * cfg.generator.grpo.steps_per_round
         dataset = Dataset.from_list([{"prompt": gen.prompt(c)} for c in sampler.draw(n_prompts, 0)])
-        rng = random.Random(0)
         trainer = GRPOTrainer(model=gen.model, reward_funcs=[lambda completions, **_: [rng.random() for _ in completions]],
                               args=gen.grpo_args(), train_dataset=dataset, processing_class=gen.tokenizer)  # fmt: skip
-        from duoguard.training import quiet_trainer
-
         quiet_trainer(trainer)
         trainer.train()  # first call builds the optimizer, as the game's first round does
         trainer._step, trainer._buffered_inputs = 0, None
         start = time.perf_counter()
         trainer.train()
-        parts["grpo"] = time.perf_counter() - start
+        grpo = time.perf_counter() - start
+        del trainer, gen
 
-        guard = build_guardrail(plain, taxonomy.names, model_path(cfg.guardrail.model, cfg.cache_dir), None, "cpu")
-        judge = build_judge(plain, None, "cpu")
-        texts = [rng.choice(seeds).text for _ in range(int(last["generated"]))]
-        start = time.perf_counter()
-        judge.judge([Candidate(t, rng.choice(seeds).text, True, "en", "Hate") for t in texts])
-        guard.unsafe_scores(texts)
-        parts["scoring"] = time.perf_counter() - start
+        guard = build_guardrail(plain, taxonomy.names, model_path(cfg.guardrail.model, cfg.cache_dir), None, device)
+        judge = build_judge(plain, None, device)
+        out = {}
+        for r in rounds:
+            parts = {"grpo": grpo}
+            last = history[r - 1]
+            own = [s for s in pool if s.provenance["round"] == r] or seeds
+            texts = [own[i % len(own)].text for i in range(int(last["generated"]))]
+            start = time.perf_counter()
+            judge.judge([Candidate(t, rng.choice(seeds).text, True, "en", taxonomy.names[0]) for t in texts])
+            guard.unsafe_scores(texts)
+            parts["scoring"] = time.perf_counter() - start
 
-        n_train = int(last["guardrail/train_examples"]) if "guardrail/train_examples" in last else len(seeds)
-        train = (seeds * (n_train // len(seeds) + 1))[:n_train]
-        start = time.perf_counter()
-        guard.train(train, plain["guardrail"]["train"], output_dir=work / "trainer", progress=False,
-                    epochs=float(cfg.game.guardrail_epochs))  # fmt: skip
-        parts["guardrail"] = time.perf_counter() - start
+            train = seeds + [s for s in pool if s.provenance["round"] <= r]
+            start = time.perf_counter()
+            guard.train(train, plain["guardrail"]["train"], output_dir=work / "trainer", progress=False,
+                        epochs=float(cfg.game.guardrail_epochs))  # fmt: skip
+            parts["guardrail"] = time.perf_counter() - start
 
-        start = time.perf_counter()
-        guard.unsafe_scores([s.text for s in heldout], [s.response for s in heldout])
-        guard.unsafe_scores(texts[: int(last["accepted"])])
-        parts["eval"] = time.perf_counter() - start
+            start = time.perf_counter()
+            guard.unsafe_scores([s.text for s in heldout], [s.response for s in heldout])
+            guard.unsafe_scores([s.text for s in own][: int(last["accepted"])])
+            parts["eval"] = time.perf_counter() - start
+            parts["sum"] = sum(parts.values())
+            out[r] = parts
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    parts["sum"] = sum(parts.values())
-    return parts
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="2,4,8", help="prompts per GRPO step, one game per value")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds per game; the last one is timed")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per game; rounds 2.. are timed")
+    ap.add_argument("--runtimes", default="local,ray", help="which runtimes to play (ray needs Ray installed)")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default=None, help="random-weight models of a real size")
+    ap.add_argument("--device", default=None, help="runtime.device (default: the preset's)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.rounds < 2:
+        raise SystemExit("--rounds must be >= 2 (round 1 builds the trainers and is not timed)")
 
     from duoguard.game import play_game
 
+    runtimes = args.runtimes.split(",")
     rows = []
     for size in [int(x) for x in args.sizes.split(",")]:
         out = Path(tempfile.mkdtemp(prefix="bench_game_"))
-        common = [
-            "logger=none",
-            "progress=false",
-            f"game.rounds={args.rounds}",
-            f"generator.grpo.prompts_per_step={size}",
-        ]
+        common = ["logger=none", "progress=false", f"game.rounds={args.rounds}", f"generator.grpo.prompts_per_step={size}",
+                  *shape_overrides(args.shape), *([f"runtime.device={args.device}"] if args.device else [])]  # fmt: skip
         try:
-            timed = {}
-            for runtime in ("local", "ray"):
+            histories, walls = {}, {}
+            for runtime in runtimes:
                 cfg = compose_game([*common, f"runtime={runtime}", f"output_dir={out / runtime}"])
-                timed[runtime] = play_game(cfg)["history"][-1]
-            parts = time_parts(compose_game([*common, f"output_dir={out / 'parts'}"]), timed["local"])
+                histories[runtime] = play_game(cfg)["history"]
+                walls[runtime] = round_walls(out / runtime)
+            first = runtimes[0]
+            timed = list(range(2, args.rounds + 1))
+            parts = time_parts(compose_game([*common, f"output_dir={out / 'parts'}"]), out / first, histories[first], timed)
         finally:
             shutil.rmtree(out, ignore_errors=True)
-        local, ray = timed["local"]["seconds_round"], timed["ray"]["seconds_round"]
-        rows.append({
-            "prompts_per_step": size, "samples_per_round": timed["local"]["generated"],
-            "local_s": local, "ray_s": ray, "parts_s": parts["sum"], "grpo_s": parts["grpo"], "scoring_s": parts["scoring"],
-            "guardrail_s": parts["guardrail"], "eval_s": parts["eval"],
-            "local_ratio": local / parts["sum"], "ray_ratio": ray / parts["sum"],
-            "local_rounds_per_min": 60 / local, "ray_rounds_per_min": 60 / ray,
-            "local_phases": {k: v for k, v in timed["local"].items() if k.startswith("seconds_")},
-            "ray_phases": {k: v for k, v in timed["ray"].items() if k.startswith("seconds_")},
-        })  # fmt: skip
-    cols = ["samples_per_round", "local_s", "ray_s", "parts_s", "grpo_s", "scoring_s", "guardrail_s", "eval_s",
-            "local_ratio", "ray_ratio", "local_rounds_per_min", "ray_rounds_per_min"]  # fmt: skip
+        for r in timed:
+            h = histories[first][r - 1]
+            tokens = h["generated"] * (h.get("gen/completion_tokens") or 0)
+            row = {"prompts_per_step": size, "round": r, "samples": h["generated"], "parts_s": parts[r]["sum"],
+                   **{f"{k}_s": v for k, v in parts[r].items() if k != "sum"},
+                   "gen_tokens_per_s": tokens / h["seconds_rollout"]}  # fmt: skip
+            for runtime in runtimes:
+                row[f"{runtime}_s"] = walls[runtime][r]
+                row[f"{runtime}_ratio"] = walls[runtime][r] / parts[r]["sum"]
+                row[f"{runtime}_rounds_per_min"] = 60 / walls[runtime][r]
+                row[f"{runtime}_phases"] = {k: v for k, v in histories[runtime][r - 1].items() if k.startswith("seconds_")}
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if not k.endswith("_phases")}), flush=True)
+    cols = ["samples", "round", *[f"{rt}_s" for rt in runtimes], "parts_s", "grpo_s", "scoring_s", "guardrail_s",
+            "eval_s", *[f"{rt}_ratio" for rt in runtimes], *[f"{rt}_rounds_per_min" for rt in runtimes],
+            "gen_tokens_per_s"]  # fmt: skip
     print(markdown_table(cols, [[r[c] for c in cols] for r in rows], digits=2))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -136,3 +136,29 @@ def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_
     ids = [r["id"] for r in Pool(out / "pool").rows()]
     assert len(ids) == len(set(ids)) and Pool(out / "pool").rounds() == [1, 2]
     assert np.isfinite(result["history"][1]["mean_reward"])
+
+
+@pytest.mark.parametrize(
+    "cluster_gpus,judge_gpus,gen_workers,expect",
+    [
+        (0, 0, 1, {"generator": 0.0, "guardrail": 0.0}),  # a CPU cluster
+        (2, 0, 1, {"generator": 1.0, "guardrail": 1.0}),  # separate GPUs when there are enough
+        (1, 0, 1, {"generator": 0.5, "guardrail": 0.5}),  # else an equal share
+        (4, 0, 2, {"generator": 1.0, "guardrail": 1.0}),  # two generator ranks + guardrail on 3 of 4
+        (2, 1, 1, {"generator": 0.5, "guardrail": 0.5}),  # what a fixed request leaves is shared
+        (3, 0, 2, {"generator": 1.0, "guardrail": 1.0}),
+        (2, 0, 2, {"generator": 0.66, "guardrail": 0.66}),
+    ],
+)
+def test_auto_gpus_give_generator_and_guardrail_their_own_gpus_when_they_can(cluster_gpus, judge_gpus, gen_workers, expect):
+    from duoguard.runtime import share_gpus
+
+    requests = {
+        "generator": {"num_cpus": 1.0, "num_gpus": None, "workers": gen_workers},
+        "guardrail": {"num_cpus": 1.0, "num_gpus": None, "workers": 1},
+        "judge": {"num_cpus": 1.0, "num_gpus": judge_gpus, "workers": 1},
+    }
+    share_gpus(requests, cluster_gpus)
+    assert {role: requests[role]["num_gpus"] for role in expect} == expect
+    assert requests["judge"]["num_gpus"] == judge_gpus
+    check_resources(requests, {"CPU": 8, "GPU": cluster_gpus})  # what auto picks always fits

@@ -44,6 +44,18 @@ class Rollout:
     records: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
 
+    @staticmethod
+    def merged(ranks: Sequence[Rollout]) -> Rollout:
+        """One rollout from a data-parallel generator's ranks: candidates ordered by step, then rank;
+        TRL's logged statistics are already gathered over ranks (rank 0's), timings the slowest."""
+        records = sorted(
+            (rec for rollout in ranks for rec in rollout.records), key=lambda rec: rec.get("step") or 0
+        )  # sorted() is stable: within a step, rank order
+        stats = dict(ranks[0].stats)
+        for key in ("seconds_scoring", "seconds_generate_and_update"):
+            stats[key] = max(r.stats.get(key, 0.0) for r in ranks)
+        return Rollout(records=records, stats=stats)
+
 
 def candidate_text(completion: Any, first_line_only: bool) -> str:
     """The prompt a completion proposes: message content for chat models, first line if asked."""
@@ -78,11 +90,13 @@ class Generator:
         self.device = pick_device(device)
         model_cfg = cfg["model"]
         self.dtype = pick_dtype(model_cfg["precision"], self.device)
+        # the base model's hub revision (a local checkpoint folder ignores it)
+        self.revision = model_cfg.get("revision")
         self.tokenizer = load_tokenizer(
-            model_path, trust_remote_code=model_cfg["trust_remote_code"], padding_side="left"
+            model_path, trust_remote_code=model_cfg["trust_remote_code"], revision=self.revision, padding_side="left"
         )
         self.model = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=self.dtype, trust_remote_code=model_cfg["trust_remote_code"]
+            model_path, dtype=self.dtype, trust_remote_code=model_cfg["trust_remote_code"], revision=self.revision
         )
         # TRL builds the KL reference from `_name_or_path`: keep it on the original policy, also
         # when this generator was restored from a later round's checkpoint.
@@ -106,6 +120,16 @@ class Generator:
     def completions_per_step(self) -> int:
         g = self.cfg["grpo"]
         return int(g["prompts_per_step"]) * int(g["num_generations"])
+
+    @property
+    def world_size(self) -> int:
+        """Data-parallel ranks (generator.num_workers): each generates and scores its share of
+        every step's completions; gradients are averaged over ranks."""
+        return int(os.environ.get("WORLD_SIZE", 1))
+
+    @property
+    def is_main_process(self) -> bool:
+        return int(os.environ.get("RANK", 0)) == 0
 
     @property
     def prompts_per_round(self) -> int:
@@ -139,7 +163,7 @@ class Generator:
         g, s = self.cfg["grpo"], self.cfg["sampling"]
         return GRPOConfig(
             output_dir=str(self.work_dir / "grpo"),
-            per_device_train_batch_size=self.completions_per_step,
+            per_device_train_batch_size=self.completions_per_step // self.world_size,
             gradient_accumulation_steps=1,
             num_generations=int(g["num_generations"]),
             max_completion_length=int(s["max_new_tokens"]),
@@ -170,6 +194,9 @@ class Generator:
             report_to=[],
             disable_tqdm=not self.progress,
             seed=self.seed,
+            # TRL loads the KL reference itself, from the base model: same code and revision
+            trust_remote_code=bool(self.cfg["model"]["trust_remote_code"]),
+            model_init_kwargs={"revision": self.revision} if self.revision else None,
         )
 
     def _build_trainer(self, dataset):
@@ -236,6 +263,11 @@ class Generator:
         texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         return [candidate_text(t, bool(self.cfg.get("first_line_only", True))) for t in texts]
 
+    @torch.no_grad()
+    def checksum(self) -> float:
+        """A cheap fingerprint of the policy's weights: data-parallel ranks must agree exactly."""
+        return float(sum(p.detach().double().sum().item() for p in self.model.parameters()))
+
     # ------------------------------------------------------------------ persistence
     def load(self, path: str | os.PathLike) -> None:
         """Back to a checkpoint written by `save` (weights and optimizer state), in place."""
@@ -252,6 +284,8 @@ class Generator:
                 self._trainer.optimizer = None
 
     def save(self, path: str | os.PathLike) -> None:
+        if not self.is_main_process:  # data-parallel ranks hold the same weights: rank 0 writes
+            return
         path = Path(path)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
