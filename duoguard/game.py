@@ -21,6 +21,7 @@ import logging
 import random
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,12 @@ def accept(records: list[dict], pool_texts: set[str], seed_texts: set[str], roun
             seen.add(key)
             accepted.append({**rec, "id": f"r{round_index:04d}-{len(accepted):05d}"})
     return accepted
+
+
+def judge_rejections(records: list[dict]) -> dict[str, int]:
+    """How many candidates each judge rule rejected (a candidate may fail several)."""
+    counts = Counter(reason for x in records if not x["judge_keep"] for reason in x["judge_reasons"].split(",") if reason)
+    return {f"judge/rejected_{reason}": n for reason, n in sorted(counts.items())}
 
 
 def decision_accuracy(scores: np.ndarray, rows: list[dict], threshold: float) -> float | None:
@@ -137,6 +144,7 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
         "heldout_f1": held["f1"],
         "heldout_auprc": held["auprc"],
         "pool_size": len(pool.rows()),
+        **judge_rejections(records),
         "kl": rollout.stats.pop("kl", None),
         **{f"gen/{k}": v for k, v in rollout.stats.items()},
         **{f"guardrail/{k}": v for k, v in train_stats.items()},
@@ -245,11 +253,11 @@ def play_game(cfg: DictConfig) -> dict[str, Any]:
                 checkpoints.save(r, roles, GameState(r, [*history, entry], tracker.run_id, pool.manifest()))
             except RoleDied as e:  # Ray restarts the actor; every role goes back to the last round
                 failures += 1
+                pool.truncate(r - 1)  # what stays on disk is the last completed round
                 if failures > int(cfg.game.max_role_failures):
                     raise GameStopped(f"{e}; {failures} role failures (game.max_role_failures="
                                       f"{cfg.game.max_role_failures}): the game stops with round {r - 1} complete") from e  # fmt: skip
                 log.warning("%s; retrying round %d from the round %d checkpoint", e, r, r - 1)
-                pool.truncate(r - 1)
                 reload_roles(roles, checkpoints.latest_dir())
                 continue
             except GameStopped:

@@ -104,7 +104,12 @@ def test_placement_that_cannot_be_reserved_fails_with_the_bundles(monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_dir):
+@pytest.mark.parametrize(
+    "workers,victim",
+    [(1, "duoguard-generator-"), (2, "duoguard-generator-1-")],  # one actor (Ray restarts it); rank 1 of 2 (all ranks restart)
+    ids=["actor", "data-parallel-rank"],
+)
+def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_dir, workers, victim):
     import ray
 
     from duoguard.data.pool import Pool
@@ -120,14 +125,15 @@ def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_
             if latest.is_file() and json.loads(latest.read_text())["round"] >= 1:
                 break
             time.sleep(0.1)
-        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("duoguard-generator-")]
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(victim)]
         actor = ray.get_actor(names[0], namespace="duoguard")
         ray.kill(actor, no_restart=False)  # Ray restarts it (ray.max_restarts)
         killed.append(names[0])
 
     killer = threading.Thread(target=kill_generator_during_round_2, daemon=True)
     killer.start()
-    result = play_game(compose([*TINY_GAME, "runtime=ray", "game.rounds=2", f"output_dir={out}"], "game"))
+    result = play_game(compose([*TINY_GAME, "runtime=ray", f"generator.num_workers={workers}", "game.rounds=2",
+                                f"output_dir={out}"], "game"))  # fmt: skip
     killer.join(timeout=5)
     assert killed, "the generator actor was never killed"
     rounds = [h["round"] for h in result["history"]]
@@ -162,3 +168,28 @@ def test_auto_gpus_give_generator_and_guardrail_their_own_gpus_when_they_can(clu
     assert {role: requests[role]["num_gpus"] for role in expect} == expect
     assert requests["judge"]["num_gpus"] == judge_gpus
     check_resources(requests, {"CPU": 8, "GPU": cluster_gpus})  # what auto picks always fits
+
+
+def test_too_many_role_failures_stop_the_game_with_the_last_round_intact(tmp_path, monkeypatch, cache_dir):
+    """The retry policy, in one process: round 2 keeps losing a role; after game.max_role_failures
+    retries the game stops, and what is on disk is round 1."""
+    import duoguard.game as game
+    from duoguard.data.pool import Pool
+    from duoguard.runtime import RoleDied
+
+    real, attempts = game.play_round, []
+
+    def flaky(r, roles, *args, **kwargs):
+        result = real(r, roles, *args, **kwargs)  # the round runs (and writes its pool shard) ...
+        if r == 2:  # ... then a role dies before its checkpoint
+            attempts.append(r)
+            raise RoleDied("generator", "play", "killed by the test")
+        return result
+
+    monkeypatch.setattr(game, "play_round", flaky)
+    out = tmp_path / "run"
+    with pytest.raises(GameStopped, match=r"role 'generator' died during play\(\).*3 role failures \(game.max_role_failures=2\).*round 1 complete"):
+        game.play_game(compose([*TINY_GAME, "game.rounds=3", "game.max_role_failures=2", f"output_dir={out}"], "game"))
+    assert len(attempts) == 3  # the first try and two retries
+    assert json.loads((out / "checkpoints" / "latest.json").read_text())["round"] == 1
+    assert Pool(out / "pool").rounds() == [1]

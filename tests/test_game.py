@@ -67,6 +67,16 @@ def test_default_game_completes_two_rounds_with_every_output(tmp_path, cache_dir
     assert json.loads((tmp_path / "checkpoints" / "latest.json").read_text())["round"] == 2
     assert list((tmp_path / "wandb").glob("offline-run-*"))
     assert not (tmp_path / ".generator").exists() and not (tmp_path / ".trainer").exists()
+    # every candidate the judge rejected is counted by the rules it failed
+    rejected = {k: v for k, v in lines[0].items() if k.startswith("judge/rejected_")}
+    assert lines[0]["kept"] == 64 or sum(rejected.values()) >= 64 - lines[0]["kept"]
+
+    # played on for a third round: the same W&B run continues
+    run_id = json.loads((tmp_path / "wandb_run.json").read_text())["id"]
+    more = run_app("duoguard-game", f"hydra.run.dir={tmp_path}", "game.rounds=3", "progress=false")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert [json.loads(x)["round"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert json.loads((tmp_path / "wandb_run.json").read_text())["id"] == run_id
 
 
 @pytest.mark.slow
