@@ -46,7 +46,9 @@ def group_sweep_runs(cfg: DictConfig) -> None:
     if not cfg.logger.group:
         cfg.logger.group = f"{hc.job.name}-{Path(hc.sweep.dir).name}"
     if not cfg.logger.name:
-        cfg.logger.name = f"{hc.job.name}-{hc.job.num}" + (f" {hc.job.override_dirname}" if hc.job.override_dirname else "")
+        cfg.logger.name = f"{hc.job.name}-{hc.job.num}" + (
+            f" {hc.job.override_dirname}" if hc.job.override_dirname else ""
+        )
 
 
 def _user_errors(fn):

@@ -675,7 +675,11 @@ def validate(cfg: DictConfig, sections: tuple[str, ...] = ("data", "guardrail", 
         for role in ("generator", "guardrail", "judge"):
             res = cfg.runtime.roles[role]
             _check(res.num_cpus > 0, f"runtime.roles.{role}.num_cpus", "must be > 0")
-            _check(res.num_gpus is None or res.num_gpus >= 0, f"runtime.roles.{role}.num_gpus", "must be >= 0 (or null: auto)")
+            _check(
+                res.num_gpus is None or res.num_gpus >= 0,
+                f"runtime.roles.{role}.num_gpus",
+                "must be >= 0 (or null: auto)",
+            )
 
 
 TRL_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")

@@ -121,7 +121,9 @@ def build_guardrail(cfg: Mapping[str, Any], categories: Sequence[str], base_path
         guard = Guardrail.from_pretrained(checkpoint, device=device, precision="fp32",
                                           trust_remote_code=base_options["trust_remote_code"], **opts)  # fmt: skip
         if guard.categories != list(categories):
-            raise GuardrailError(f"{key}={checkpoint} has categories {guard.categories}, but the taxonomy has {list(categories)}")
+            raise GuardrailError(
+                f"{key}={checkpoint} has categories {guard.categories}, but the taxonomy has {list(categories)}"
+            )
         guard.base_path, guard.base_options = base_path, base_options  # restart() goes back to the base model
         return guard
     torch.manual_seed(int(cfg["seed"]))

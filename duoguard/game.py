@@ -76,7 +76,9 @@ def accept(records: list[dict], pool_texts: set[str], seed_texts: set[str], roun
 
 def judge_rejections(records: list[dict]) -> dict[str, int]:
     """How many candidates each judge rule rejected (a candidate may fail several)."""
-    counts = Counter(reason for x in records if not x["judge_keep"] for reason in x["judge_reasons"].split(",") if reason)
+    counts = Counter(
+        reason for x in records if not x["judge_keep"] for reason in x["judge_reasons"].split(",") if reason
+    )
     return {f"judge/rejected_{reason}": n for reason, n in sorted(counts.items())}
 
 

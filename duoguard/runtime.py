@@ -221,7 +221,9 @@ class LocalRuntime:
         """The role's `device` override, else runtime.device (auto: a GPU when one is visible)."""
         from duoguard.models import pick_device
 
-        return ((self.cfg.get("roles") or {}).get(role) or {}).get("device") or pick_device(self.cfg.get("device", "auto"))
+        return ((self.cfg.get("roles") or {}).get(role) or {}).get("device") or pick_device(
+            self.cfg.get("device", "auto")
+        )
 
     def spawn(
         self, role: str, builder: Callable[..., Any], *args: Any, hints: OomHints | None = None,
@@ -343,7 +345,9 @@ class RayRuntime:
 
     def device(self, role: str) -> str:
         """In its actor a GPU role sees its own GPU(s) as cuda:0."""
-        return (self.roles_cfg.get(role) or {}).get("device") or ("cuda" if self.requests[role]["num_gpus"] > 0 else "cpu")
+        return (self.roles_cfg.get(role) or {}).get("device") or (
+            "cuda" if self.requests[role]["num_gpus"] > 0 else "cpu"
+        )
 
     @staticmethod
     def _bundle(request: Mapping[str, float]) -> dict[str, float]:

@@ -174,7 +174,9 @@ def main() -> None:
                 walls[runtime] = round_walls(out / runtime)
             first = runtimes[0]
             timed = list(range(2, args.rounds + 1))
-            parts = time_parts(compose_game([*common, f"output_dir={out / 'parts'}"]), out / first, histories[first], timed)
+            parts = time_parts(
+                compose_game([*common, f"output_dir={out / 'parts'}"]), out / first, histories[first], timed
+            )
         finally:
             shutil.rmtree(out, ignore_errors=True)
         for r in timed:
@@ -187,7 +189,9 @@ def main() -> None:
                 row[f"{runtime}_s"] = walls[runtime][r]
                 row[f"{runtime}_ratio"] = walls[runtime][r] / parts[r]["sum"]
                 row[f"{runtime}_rounds_per_min"] = 60 / walls[runtime][r]
-                row[f"{runtime}_phases"] = {k: v for k, v in histories[runtime][r - 1].items() if k.startswith("seconds_")}
+                row[f"{runtime}_phases"] = {
+                    k: v for k, v in histories[runtime][r - 1].items() if k.startswith("seconds_")
+                }
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if not k.endswith("_phases")}), flush=True)
     cols = ["samples", "round", *[f"{rt}_s" for rt in runtimes], "parts_s", "grpo_s", "scoring_s", "guardrail_s",

@@ -197,7 +197,12 @@ def main() -> None:
     rd = refusal_direction(args.harmless, 0)
     mix = full_mix(args.harmless, 0, taxonomy, args.seed_repeat, tuple(args.seed_languages.split(",")))
     rows = [
-        ("frozen MiniLM + logistic regression", "refusal_direction", len(rd), frozen_baseline(path, rd, test_texts, test_labels)),
+        (
+            "frozen MiniLM + logistic regression",
+            "refusal_direction",
+            len(rd),
+            frozen_baseline(path, rd, test_texts, test_labels),
+        ),
         ("frozen MiniLM + logistic regression", "mix", len(mix), frozen_baseline(path, mix, test_texts, test_labels)),
     ]
     tuned = f"fine-tuned MiniLM (duoguard trainer, {args.taxonomy} head)"
@@ -208,12 +213,19 @@ def main() -> None:
             runs.append(fine_tuned(path, data, test_texts, test_labels, run_args, Path(args.out) / f"{name}-{seed}"))
             rows.append((tuned, f"{name} (seed {seed})", len(data), runs[-1]))
         if len(runs) > 1:
-            mean = {k: float(np.mean([r[k] for r in runs])) for k in ("f1", "precision", "recall", "fpr", "auprc", "seconds")}
-            rows.append((tuned, f"{name} (mean of {len(runs)}, F1 sd {np.std([r['f1'] for r in runs]):.3f})", len(data), mean))
+            mean = {
+                k: float(np.mean([r[k] for r in runs]))
+                for k in ("f1", "precision", "recall", "fpr", "auprc", "seconds")
+            }
+            rows.append(
+                (tuned, f"{name} (mean of {len(runs)}, F1 sd {np.std([r['f1'] for r in runs]):.3f})", len(data), mean)
+            )
     cols = ["method", "training data", "train n", "XSTest F1", "precision", "recall", "FPR", "AUPRC", "seconds"]
     table = [[m, d, n, r["f1"], r["precision"], r["recall"], r["fpr"], r["auprc"], r["seconds"]] for m, d, n, r in rows]
-    print(f"\nXSTest: {len(test_texts)} prompts ({int(test_labels.sum())} unsafe); fine-tuning: {args.epochs} epochs, "
-          f"lr {args.lr} (head x{args.head_lr_multiplier:g}), {args.taxonomy} head")
+    print(
+        f"\nXSTest: {len(test_texts)} prompts ({int(test_labels.sum())} unsafe); fine-tuning: {args.epochs} epochs, "
+        f"lr {args.lr} (head x{args.head_lr_multiplier:g}), {args.taxonomy} head"
+    )
     print(markdown_table(cols, table))
     if args.json:
         Path(args.json).write_text(json.dumps([dict(zip(cols, r)) for r in table], indent=2, default=str))

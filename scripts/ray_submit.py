@@ -59,11 +59,17 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("usage: ray_submit.py [options] -- <app> [overrides...]  (see --help)")
     cut = argv.index("--")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--address", default=None, help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS)")
+    ap.add_argument(
+        "--address", default=None, help="the cluster's dashboard, e.g. http://head:8265 (default: RAY_ADDRESS)"
+    )
     ap.add_argument("--sweep", action="store_true", help="expand comma/range overrides into one job per combination")
     ap.add_argument("--out", default="runs/ray_jobs", help="parent of each job's hydra.run.dir (a path on the cluster)")
     ap.add_argument("--name", default=None, help="sweep/W&B group name (default: <app>-<time>)")
-    ap.add_argument("--no-working-dir", action="store_true", help="do not upload this checkout (duoguard is installed on the cluster)")
+    ap.add_argument(
+        "--no-working-dir",
+        action="store_true",
+        help="do not upload this checkout (duoguard is installed on the cluster)",
+    )
     ap.add_argument("--wait", action="store_true", help="follow the jobs until they end; exit 1 if any failed")
     ap.add_argument("--timeout", type=float, default=24 * 3600, help="seconds --wait waits in all")
     args = ap.parse_args(argv[:cut])
@@ -79,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     client = JobSubmissionClient(args.address)
     jobs = []
     for i, combo in enumerate(combos):
-        job_overrides = [*combo, f"hydra.run.dir={args.out}/{name}/{i}" if args.sweep else f"hydra.run.dir={args.out}/{name}"]
+        job_overrides = [
+            *combo,
+            f"hydra.run.dir={args.out}/{name}/{i}" if args.sweep else f"hydra.run.dir={args.out}/{name}",
+        ]
         if args.sweep:
             job_overrides += [f"logger.group={name}", f"logger.name={name}-{i}"]
         job_id = client.submit_job(

@@ -98,7 +98,9 @@ def test_placement_that_cannot_be_reserved_fails_with_the_bundles(monkeypatch):
 
     monkeypatch.setattr(ray, "wait", lambda refs, timeout=None: ([], refs))  # as if no node could hold a bundle
     roles = {r: {"num_cpus": 1, "num_gpus": 0} for r in ("generator", "guardrail", "judge")}
-    with pytest.raises(ResourceError, match=r"could not reserve the roles' bundles .*'generator': \{'CPU': 1.0\}.* within 1 s"):
+    with pytest.raises(
+        ResourceError, match=r"could not reserve the roles' bundles .*'generator': \{'CPU': 1.0\}.* within 1 s"
+    ):
         RayRuntime(roles, {"placement_timeout_s": 1, "num_cpus": 4})
     assert not ray.is_initialized()  # the runtime cleaned up after itself
 
@@ -106,7 +108,10 @@ def test_placement_that_cannot_be_reserved_fails_with_the_bundles(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "workers,victim",
-    [(1, "duoguard-generator-"), (2, "duoguard-generator-1-")],  # one actor (Ray restarts it); rank 1 of 2 (all ranks restart)
+    [
+        (1, "duoguard-generator-"),
+        (2, "duoguard-generator-1-"),
+    ],  # one actor (Ray restarts it); rank 1 of 2 (all ranks restart)
     ids=["actor", "data-parallel-rank"],
 )
 def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_dir, workers, victim):
@@ -156,7 +161,9 @@ def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_
         (2, 0, 2, {"generator": 0.66, "guardrail": 0.66}),
     ],
 )
-def test_auto_gpus_give_generator_and_guardrail_their_own_gpus_when_they_can(cluster_gpus, judge_gpus, gen_workers, expect):
+def test_auto_gpus_give_generator_and_guardrail_their_own_gpus_when_they_can(
+    cluster_gpus, judge_gpus, gen_workers, expect
+):
     from duoguard.runtime import share_gpus
 
     requests = {
@@ -188,7 +195,10 @@ def test_too_many_role_failures_stop_the_game_with_the_last_round_intact(tmp_pat
 
     monkeypatch.setattr(game, "play_round", flaky)
     out = tmp_path / "run"
-    with pytest.raises(GameStopped, match=r"role 'generator' died during play\(\).*3 role failures \(game.max_role_failures=2\).*round 1 complete"):
+    with pytest.raises(
+        GameStopped,
+        match=r"role 'generator' died during play\(\).*3 role failures \(game.max_role_failures=2\).*round 1 complete",
+    ):
         game.play_game(compose([*TINY_GAME, "game.rounds=3", "game.max_role_failures=2", f"output_dir={out}"], "game"))
     assert len(attempts) == 3  # the first try and two retries
     assert json.loads((out / "checkpoints" / "latest.json").read_text())["round"] == 1

@@ -15,7 +15,9 @@ from tests.conftest import run_app
 def pipeline_run(tmp_path_factory, cache_dir) -> tuple[Path, float]:
     run = tmp_path_factory.mktemp("pipeline")
     start = time.perf_counter()
-    proc = run_app("duoguard-pipeline", f"hydra.run.dir={run}", timeout=900)  # the default config, as the README runs it
+    proc = run_app(
+        "duoguard-pipeline", f"hydra.run.dir={run}", timeout=900
+    )  # the default config, as the README runs it
     assert proc.returncode == 0, proc.stderr[-4000:]
     return run, time.perf_counter() - start
 
@@ -28,7 +30,9 @@ def test_pipeline_writes_every_stage_and_the_report(pipeline_run):
     assert seconds < 600
     assert [json.loads(x)["round"] for x in (run / "game" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     pairs = load_from_disk(str(run / "safedpo" / "pairs"))
-    assert pairs.num_rows > 0 and {"chosen_unsafe", "rejected_unsafe", "prompt_id", "attack_style"} <= set(pairs.column_names)
+    assert pairs.num_rows > 0 and {"chosen_unsafe", "rejected_unsafe", "prompt_id", "attack_style"} <= set(
+        pairs.column_names
+    )
     assert (run / "safedpo" / "target" / "config.json").is_file()
     safedpo = json.loads((run / "safedpo" / "safedpo_report.json").read_text())
     assert sum(safedpo["train"]["transform"].values()) == len(pairs)
@@ -77,7 +81,9 @@ def test_safedpo_stage_errors_before_loading_models(tmp_path):
     proc = run_app("duoguard-safedpo", f"safedpo.prompt_files=[{{path: {tmp_path / 'p.jsonl'}}}]", "logger=none",
                    f"hydra.run.dir={tmp_path}")  # fmt: skip
     assert proc.returncode == 2 and "safedpo.guardrail_path" in proc.stderr
-    proc = run_app("duoguard-safedpo", f"safedpo.game_dir={tmp_path / 'nope'}", "logger=none", f"hydra.run.dir={tmp_path}")
+    proc = run_app(
+        "duoguard-safedpo", f"safedpo.game_dir={tmp_path / 'nope'}", "logger=none", f"hydra.run.dir={tmp_path}"
+    )
     assert proc.returncode == 2 and "guardrail checkpoint not found" in proc.stderr
     proc = run_app("duoguard-safedpo", "safedpo.pairs.recipe=best", "logger=none", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2 and "safedpo.pairs.recipe" in proc.stderr

@@ -95,7 +95,14 @@ def test_ray_submit_expands_a_sweep_into_one_job_per_combination():
         ["runtime=ray", "game.reward.fool_weight=1.0", "guardrail.train.learning_rate=1e-05"],
         ["runtime=ray", "game.reward.fool_weight=1.0", "guardrail.train.learning_rate=5e-05"],
     ]
-    assert shlex.split(job_entrypoint("game", ["a=1", "b='x y'"])) == ["python", "-m", "duoguard", "game", "a=1", "b='x y'"]
+    assert shlex.split(job_entrypoint("game", ["a=1", "b='x y'"])) == [
+        "python",
+        "-m",
+        "duoguard",
+        "game",
+        "a=1",
+        "b='x y'",
+    ]
 
 
 @pytest.mark.parametrize("workers", [1, 4])

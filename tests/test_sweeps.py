@@ -42,12 +42,18 @@ def test_optuna_sweeper_searches_and_reports_the_best_trial(tmp_path, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert result["name"] == "optuna"
-    assert set(result["best_params"]) == {"guardrail.train.learning_rate", "game.reward.fool_weight", "generator.grpo.beta"}
+    assert set(result["best_params"]) == {
+        "guardrail.train.learning_rate",
+        "game.reward.fool_weight",
+        "generator.grpo.beta",
+    }
     assert 0.0 <= result["best_value"] <= 1.0  # the held-out F1 the game returned
     trials = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
     assert trials == ["0", "1"]
     lrs = [
-        next(o for o in yaml.safe_load((tmp_path / t / ".hydra" / "overrides.yaml").read_text()) if "learning_rate" in o)
+        next(
+            o for o in yaml.safe_load((tmp_path / t / ".hydra" / "overrides.yaml").read_text()) if "learning_rate" in o
+        )
         for t in trials
     ]
     assert lrs[0] != lrs[1]  # the sampler proposed two settings

@@ -25,9 +25,14 @@ class Target:
         self.device = pick_device(device)
         m = self.cfg["model"]
         rev = m.get("revision")  # the hub revision of a model id (a local folder ignores it)
-        self.tokenizer = load_tokenizer(model_path, trust_remote_code=m["trust_remote_code"], revision=rev, padding_side="left")
+        self.tokenizer = load_tokenizer(
+            model_path, trust_remote_code=m["trust_remote_code"], revision=rev, padding_side="left"
+        )
         self.model = model or AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=pick_dtype(m["precision"], self.device), trust_remote_code=m["trust_remote_code"], revision=rev
+            model_path,
+            dtype=pick_dtype(m["precision"], self.device),
+            trust_remote_code=m["trust_remote_code"],
+            revision=rev,
         ).to(self.device)
         self.model.eval()
         self.path = model_path

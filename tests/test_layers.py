@@ -1,0 +1,77 @@
+"""The architecture as a test: each module imports only modules on lower floors (README, Layout),
+Ray only in runtime.py, nothing imports cli.py, and the apps start without torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+FLOORS = {
+    0: ["errors", "atomic"],
+    1: ["taxonomy", "config", "models", "losses", "metrics", "rewards", "tracking", "training"],
+    2: ["data.schema", "report"],  # data/ is one floor, in order: schema, readers, the rest
+    2.3: ["data.readers", "data.responses", "data.pool", "prompts"],
+    2.5: ["data.benchmarks"],
+    3: ["roles.generator", "roles.guardrail", "roles.judge", "roles.target"],
+    4: ["factory", "runtime", "align", "evaluate", "referee", "refusal", "checkpoints"],
+    5: ["game", "stages", "classify"],
+    6: ["pipeline"],
+    7: ["cli"],
+    8: ["__main__"],  # `python -m duoguard <app>`: the console scripts without installing them
+}
+FLOOR = {module: floor for floor, modules in FLOORS.items() for module in modules}
+PACKAGE = ROOT / "duoguard"
+
+
+def imports(path) -> set[str]:
+    """Every module a file imports (top-level or inside functions)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)  # `from duoguard import cli`
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        if not name.endswith("__init__"):
+            yield name, path
+
+
+def test_every_module_has_a_floor():
+    assert {name for name, _ in modules()} == set(FLOOR)
+
+
+def test_modules_import_only_lower_floors():
+    wrong = []
+    for name, path in modules():
+        for dep in imports(path):
+            if dep.startswith("duoguard.") and dep.removeprefix("duoguard.") in FLOOR:
+                target = dep.removeprefix("duoguard.")
+                if FLOOR[target] >= FLOOR[name]:
+                    wrong.append(f"{name} (floor {FLOOR[name]}) imports {target} (floor {FLOOR[target]})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_ray_only_in_runtime_and_nothing_imports_cli():
+    for name, path in modules():
+        deps = imports(path)
+        if name != "runtime":
+            assert not any(d == "ray" or d.startswith("ray.") for d in deps), name
+        if name != "__main__":
+            assert "duoguard.cli" not in deps, name
+
+
+def test_apps_start_without_torch_or_ray():
+    """Config errors and --help answer fast: the app module imports no heavy library."""
+    code = "import sys, duoguard.cli; print(sorted(m for m in ('torch', 'transformers', 'ray', 'trl') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
