@@ -189,13 +189,14 @@ class WorkerGroup:
 
         refs = [w.submit(method, *args, **kwargs) for w in self.workers]
         pending = list(refs)
-        while pending:  # fail fast: a dead rank leaves the others waiting in a collective
+        while pending:  # fail fast: a failed rank leaves the others waiting in a collective
             done, pending = ray.wait(pending, num_returns=1)
             try:
                 ray.get(done[0])
             except ray.exceptions.RayError:
                 self.kill()
-                break
+                rank = refs.index(done[0])
+                self.workers[rank].result(done[0], method)  # raises that rank's error, named
         return [w.result(ref, method) for w, ref in zip(self.workers, refs, strict=True)]
 
     def wait_until_alive(self, timeout_s: float = 300) -> None:

@@ -6,8 +6,10 @@
 Both trainers get the same model (same seed), batch size, data and DPOConfig (precomputed
 reference log-probs); ours adds the SafeDPO margin (Δ = 10, half the pairs with an unsafe
 rejected answer). Each variant runs in its own process so peak memory is its own: peak RSS on
-CPU, `torch.cuda.max_memory_allocated` on GPU. Step time is the median over timed steps after
-warm-up. Target: overhead <= 5%.
+CPU, `torch.cuda.max_memory_allocated` on GPU. Every batch holds the same rows (one triple
+repeated; half the pairs' rejected answer marked unsafe), so every step does the same work; step
+time is the median over timed steps after warm-up, best of the interleaved repeats. Target:
+overhead <= 5%.
 """
 
 from __future__ import annotations
@@ -53,8 +55,11 @@ def _run(variant: str, shape: str, steps: int, warmup: int, device: str, queue) 
         num_attention_heads=heads, num_key_value_heads=kv, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
     ))  # fmt: skip
     texts = builtin_seed_texts()
-    rows = [{"prompt": f"User: {texts[i]}\nAssistant:", "chosen": " " + texts[i + 1], "rejected": " " + texts[i + 2],
-             "chosen_unsafe": False, "rejected_unsafe": i % 2 == 0} for i in range(0, 3 * 96, 3)]  # fmt: skip
+    # one prompt/answers triple repeated: every batch has the same shape, so step times compare
+    # like for like (with varied rows, the shuffled batches' padded lengths swing a step by +-40%)
+    prompt, chosen, rejected = f"User: {texts[0]}\nAssistant:", " " + " ".join(texts[1:3]), " " + " ".join(texts[3:5])
+    rows = [{"prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False,
+             "rejected_unsafe": i % 2 == 0} for i in range(96)]  # fmt: skip
     cfg = dict(delta=10.0, beta=0.1, learning_rate=1e-5, lr_scheduler="constant", warmup_ratio=0.0, epochs=100,
                global_batch_size=8, per_device_batch_size=8, max_length=256, weight_decay=0.0,
                gradient_checkpointing=False, deepspeed=None, logging_steps=1000, seed=0)  # fmt: skip
@@ -107,10 +112,10 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", default="tiny,small")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=2, help="alternate trl/safedpo runs this many times")
+    ap.add_argument("--repeats", type=int, default=3, help="alternate trl/safedpo runs this many times")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []

@@ -71,15 +71,22 @@ def test_a_game_joins_a_running_cluster_and_leaves_it_clean(ray_cluster, tmp_pat
 
 
 @pytest.mark.slow
-def test_ray_submit_runs_a_game_as_a_ray_job(ray_cluster, tmp_path):
+def test_ray_submit_runs_a_sweep_as_parallel_ray_jobs(ray_cluster, tmp_path):
     cmd = [sys.executable, str(ROOT / "scripts" / "ray_submit.py"), "--address", ray_cluster["dashboard"], "--wait",
-           "--timeout", "600", "--out", str(tmp_path), "--name", "job", "--", "game", *SMALL_GAME]  # fmt: skip
-    proc = subprocess.run(cmd, env=ray_cluster["env"], capture_output=True, text=True, timeout=900, cwd=ROOT)
+           "--timeout", "900", "--out", str(tmp_path), "--name", "sweep", "--sweep", "--",
+           "game", *SMALL_GAME, "game.reward.fool_weight=0.5,1.0"]  # fmt: skip
+    proc = subprocess.run(cmd, env=ray_cluster["env"], capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "SUCCEEDED" in proc.stdout
-    run = tmp_path / "job"
-    assert [json.loads(x)["round"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
-    assert (run / "guardrail" / "config.json").is_file() and list((run / "pool").glob("round_0001.parquet"))
+    assert proc.stdout.count("SUCCEEDED") == 2
+    weights = set()
+    for job in ("0", "1"):
+        run = tmp_path / "sweep" / job
+        assert [json.loads(x)["round"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+        assert (run / "guardrail" / "config.json").is_file() and list((run / "pool").glob("round_0001.parquet"))
+        overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+        assert "logger.group=sweep" in overrides  # one W&B group for the sweep's runs
+        weights |= {o for o in overrides if o.startswith("game.reward.fool_weight=")}
+    assert weights == {"game.reward.fool_weight=0.5", "game.reward.fool_weight=1.0"}
 
 
 def test_ray_submit_expands_a_sweep_into_one_job_per_combination():
