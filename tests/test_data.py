@@ -273,3 +273,18 @@ def test_split_keeps_each_prompt_and_its_answers_on_one_side(taxonomy):
     held_prompts = {s.text for s in held}
     assert not {s.text for s in train} & held_prompts
     assert any(s.response for s in held) and any(s.response for s in train)
+
+
+def test_jsonl_line_may_hold_unicode_line_separators(tmp_path, ctx):
+    """U+2028 inside a JSON string is valid JSON: only "\\n" ends a JSON-lines record."""
+    path = tmp_path / "u2028.jsonl"
+    rows = [{"text": "first line\u2028still the same prompt", "unsafe": False, "language": "en"},
+            {"text": "second", "unsafe": False, "language": "en"}]  # fmt: skip
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n", encoding="utf-8")
+    result = read_samples(path, ctx)
+    assert [s.text for s in result.samples] == [rows[0]["text"], "second"]
+    (tmp_path / "bad.jsonl").write_text(
+        '{"text": "a\u2028b", "unsafe": false, "language": "en"}\n{"text": \n', encoding="utf-8"
+    )
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: invalid JSON"):
+        read_samples(tmp_path / "bad.jsonl", ctx)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from duoguard.data.readers import DataError, decode_utf8, iter_rows, read_bytes
+from duoguard.data.readers import DataError, decode_utf8, iter_rows, json_lines, read_bytes
 from duoguard.data.schema import Sample, SampleError, parse_bool
 from duoguard.errors import UserError
 
@@ -100,18 +100,6 @@ def _text_of(path: Path) -> str:
     return decode_utf8(path, raw)
 
 
-def _json_lines(file: Path):
-    """(line number, object) of each non-empty line of a (compressed) JSON-lines file. Split on
-    "\n" only: prompts may hold U+2028, which str.splitlines() would cut at."""
-    for line, raw in enumerate(_text_of(file).split("\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            yield line, json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise DataError(file, line, f"invalid JSON: {e.msg}") from None
-
-
 def load_xstest(path: Path, language: str | None) -> list[BenchmarkExample]:
     out = []
     for line, row in iter_rows(path, "csv"):
@@ -161,7 +149,7 @@ def load_toxicchat(path: Path, language: str | None, human_annotated_only: bool 
 def load_beavertails(path: Path, language: str | None) -> list[BenchmarkExample]:
     out = []
     for file in _files(path, "*.jsonl*"):
-        for line, row in _json_lines(file):
+        for line, row in json_lines(file, _text_of(file)):
             _need(row, ("prompt", "response", "is_safe"), file, line)
             cats = [k for k, v in (row.get("category") or {}).items() if v]
             out.append(
@@ -221,7 +209,7 @@ def load_rtp_lx(path: Path, language: str | None, toxicity_threshold: float = 1.
     out = []
     for file in _files(path, "RTP_LX_*.json*"):
         lang = language or file.name.split(".")[0].removeprefix("RTP_LX_").lower()
-        for line, row in _json_lines(file):
+        for line, row in json_lines(file, _text_of(file)):
             _need(row, ("Prompt",), file, line)
             tox = _toxicity(row, file, line)
             if tox is None:

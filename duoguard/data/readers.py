@@ -82,6 +82,18 @@ def read_bytes(path: Path) -> bytes:
     return raw
 
 
+def json_lines(path: Path, text: str) -> Iterator[tuple[int, Any]]:
+    """(line number, object) for each non-empty line of JSON-lines `text` read from `path`.
+    Split on "\n" only: a JSON string may hold U+2028, where str.splitlines() would cut."""
+    for i, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, i, f"invalid JSON: {e.msg} (column {e.colno})") from None
+
+
 def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, Any]]:
     """Yield (line or row number, raw row) from a jsonl, csv or parquet file.
 
@@ -112,13 +124,7 @@ def iter_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, A
             for i, row in enumerate(rows, start=1):
                 yield i, row
             return
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                yield i, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, i, f"invalid JSON: {e.msg} (column {e.colno})") from None
+        yield from json_lines(path, text)
         return
     # csv: the decoded text is parsed in memory, so a line number comes from the reader
     csv.field_size_limit(sys.maxsize)  # length is checked by the schema, with a clearer message
