@@ -218,3 +218,29 @@ def test_safedpo_learns_and_the_margin_helps_on_unsafe_rejections(tiny_base, tmp
             assert "rewards_clean/margins" in stats
     assert gains[0.0] > 1.0  # plain DPO on T(D) raises log π(chosen) - log π(rejected) clearly
     assert gains[5.0] > gains[0.0] + 0.5  # and the safety margin raises it further
+
+
+def test_lora_and_gradient_checkpointing_by_config(tiny_base, tmp_path):
+    """safedpo.lora trains adapters on the attention projections only (merged back into the
+    target after training), with activation checkpointing on; the margin still moves."""
+    from duoguard.align import train_safedpo
+    from duoguard.roles.target import Target
+
+    prompts = [f"request number {i}" for i in range(8)]
+    chosen, rejected = "I can't help with that.", "Sure, here is how to do it."
+    pairs = [{"prompt": p, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False, "rejected_unsafe": True}
+             for p in prompts]  # fmt: skip
+    lora = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    cfg = dict(delta=5.0, beta=0.1, learning_rate=1e-2, lr_scheduler="constant", warmup_ratio=0.0, epochs=4,
+               global_batch_size=8, per_device_batch_size=8, max_length=64, weight_decay=0.0,
+               gradient_checkpointing=True, deepspeed=None, lora=lora, logging_steps=1, seed=0)  # fmt: skip
+    torch.manual_seed(0)
+    target = Target(tiny_base, TARGET_CFG, device="cpu")
+    before_weights = {k: v.clone() for k, v in target.model.state_dict().items()}
+    before = margins(target, prompts, " " + chosen, " " + rejected)
+    train_safedpo(pairs, target, cfg, work_dir=tmp_path, progress=False)
+    after_weights = target.model.state_dict()
+    assert set(after_weights) == set(before_weights)  # merged: a plain model again, no adapter keys
+    changed = {k for k in before_weights if not torch.equal(before_weights[k], after_weights[k])}
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+    assert (margins(target, prompts, " " + chosen, " " + rejected) - before).mean().item() > 0.5
