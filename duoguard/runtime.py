@@ -119,9 +119,6 @@ class RoleHost:
     def ready(self) -> bool:
         return True
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 class RayHandle:
     def __init__(self, role: str, actor: Any):
