@@ -154,16 +154,9 @@ def build_judge(cfg: Mapping[str, Any], llm_path: str | None, device: str):
     j = cfg["judge"]
     llm = None
     if llm_path:
-        from transformers import AutoModelForCausalLM
+        from duoguard.models import load_causal_lm
 
-        from duoguard.models import load_tokenizer, pick_dtype
-
-        m = j["llm"]["model"]
-        tok = load_tokenizer(llm_path, trust_remote_code=m["trust_remote_code"], revision=m.get("revision"),
-                             padding_side="left")  # fmt: skip
-        model = AutoModelForCausalLM.from_pretrained(llm_path, dtype=pick_dtype(m["precision"], device),
-                                                     trust_remote_code=m["trust_remote_code"],
-                                                     revision=m.get("revision")).to(device)  # fmt: skip
+        model, tok = load_causal_lm(llm_path, j["llm"]["model"], device)
         llm = LLMJudge(model, tok, template=j["llm"]["template"], min_rating=j["llm"]["min_rating"],
                        batch_size=j["llm"]["batch_size"])  # fmt: skip
     return Judge(j, llm)

@@ -161,6 +161,20 @@ def load_tokenizer(
     return tok
 
 
+def load_causal_lm(path: str, model_cfg: Mapping[str, Any], device: str):
+    """(model on `device`, left-padding tokenizer) of a causal LM for inference, with the model
+    config's precision, trust_remote_code and hub revision (a local folder ignores the revision)."""
+    from transformers import AutoModelForCausalLM
+
+    quiet_transformers()
+    trust, revision = bool(model_cfg["trust_remote_code"]), model_cfg.get("revision")
+    tokenizer = load_tokenizer(path, trust_remote_code=trust, revision=revision, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=pick_dtype(model_cfg["precision"], device), trust_remote_code=trust, revision=revision
+    ).to(device)
+    return model, tokenizer
+
+
 def quiet_transformers() -> None:
     """Keep load reports ("newly initialized: score.weight") out of the user's console."""
     from transformers.utils import logging as hf_logging

@@ -92,16 +92,8 @@ class LLMRefusalJudge(LLMJudge):
     def from_pretrained(cls, path: str, cfg: dict, *, device: str) -> LLMRefusalJudge:
         """Load `path` (the resolved `eval.target.refusal_llm.model`) with the settings in `cfg`
         (the `eval.target.refusal_llm` node as a dict)."""
-        from transformers import AutoModelForCausalLM
+        from duoguard.models import load_causal_lm, pick_device
 
-        from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
-
-        quiet_transformers()
-        m, device = cfg["model"], pick_device(device)
-        tok = load_tokenizer(path, trust_remote_code=m["trust_remote_code"], revision=m.get("revision"),
-                             padding_side="left")  # fmt: skip
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(m["precision"], device),
-                                                     revision=m.get("revision"),
-                                                     trust_remote_code=m["trust_remote_code"]).to(device)  # fmt: skip
+        model, tok = load_causal_lm(path, cfg["model"], pick_device(device))
         return cls(model, tok, template=cfg["template"], min_rating=float(cfg["min_rating"]),
                    batch_size=int(cfg["batch_size"]))  # fmt: skip

@@ -13,27 +13,14 @@ from typing import Any
 
 import torch
 
-from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
+from duoguard.models import load_causal_lm, pick_device
 
 
 class Target:
-    def __init__(self, model_path: str, cfg: Mapping[str, Any], *, device: str = "auto", model=None):
-        from transformers import AutoModelForCausalLM
-
-        quiet_transformers()
+    def __init__(self, model_path: str, cfg: Mapping[str, Any], *, device: str = "auto"):
         self.cfg = dict(cfg)
         self.device = pick_device(device)
-        m = self.cfg["model"]
-        rev = m.get("revision")  # the hub revision of a model id (a local folder ignores it)
-        self.tokenizer = load_tokenizer(
-            model_path, trust_remote_code=m["trust_remote_code"], revision=rev, padding_side="left"
-        )
-        self.model = model or AutoModelForCausalLM.from_pretrained(
-            model_path,
-            dtype=pick_dtype(m["precision"], self.device),
-            trust_remote_code=m["trust_remote_code"],
-            revision=rev,
-        ).to(self.device)
+        self.model, self.tokenizer = load_causal_lm(model_path, self.cfg["model"], self.device)
         self.model.eval()
         self.path = model_path
 
