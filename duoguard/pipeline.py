@@ -47,21 +47,18 @@ def split_prompts(prompts: list[dict], heldout_fraction: float) -> tuple[list[di
     return train, heldout
 
 
+def as_prompt(sample) -> dict:
+    """A prompt for the target to answer, with its provenance (round: the game's, None for a file's)."""
+    return {
+        "id": sample.id, "text": sample.text, "language": sample.language, "unsafe": sample.unsafe,
+        "category": (sample.categories or [None])[0], "attack_style": sample.attack_style, "source": sample.source,
+        "round": (sample.provenance or {}).get("round"),
+    }  # fmt: skip
+
+
 def pool_prompts(pool_dir: Path) -> list[dict]:
-    """Pool rows as prompts (with their provenance)."""
-    prompts = []
-    for r in Pool(pool_dir).rows():
-        prompts.append({
-            "id": r["id"], "text": r["text"], "language": r["language"], "unsafe": bool(r["unsafe"]),
-            "category": (r["categories"] or [None])[0], "attack_style": r["attack_style"], "source": r["source"],
-            "round": r["round"],
-        })  # fmt: skip
-    return prompts
-
-
-def split_pool_prompts(pool_dir: Path, heldout_fraction: float) -> tuple[list[dict], list[dict]]:
-    """Pool rows as prompts, split by a hash of their id (stable across runs and machines)."""
-    return split_prompts(pool_prompts(pool_dir), heldout_fraction)
+    """A game's accepted prompts (its pool)."""
+    return [as_prompt(s) for s in Pool(pool_dir).samples()]
 
 
 def prompt_file_prompts(cfg: DictConfig) -> list[dict]:
@@ -76,11 +73,7 @@ def prompt_file_prompts(cfg: DictConfig) -> list[dict]:
         return []
     samples = load_train_files(files, schema_context(cfg, build_taxonomy(cfg)),
                                skip_bad_rows=cfg.data.on_bad_row.value == "skip", key="safedpo.prompt_files")  # fmt: skip
-    return [
-        {"id": x.id, "text": x.text, "language": x.language, "unsafe": x.unsafe,
-         "category": (x.categories or [None])[0], "attack_style": x.attack_style, "source": x.source, "round": None}
-        for x in samples
-    ]  # fmt: skip
+    return [as_prompt(s) for s in samples]
 
 
 def _stage_inputs(cfg: DictConfig) -> tuple[Path | None, Path | None]:
@@ -147,9 +140,7 @@ def run_safedpo_stage(cfg: DictConfig) -> dict[str, Any]:
         if train_prompts:  # only preference files: no answers to label
             guardrail = Guardrail.from_pretrained(guard_path, device=device)
             responder = None
-            if p.responder == "model":
-                if p.responder_model is None:
-                    raise ConfigError("safedpo.pairs.responder=model needs safedpo.pairs.responder_model")
+            if p.responder == "model":  # validate() made sure responder_model is set
                 responder = Target(model_path(p.responder_model, cfg.cache_dir), {**target_cfg, "model": to_container(p.responder_model)},
                                    device=device)  # fmt: skip
             pairs_cfg = {**to_container(p), "refusals": to_container(cfg.data.response_templates.refusal)}

@@ -99,12 +99,12 @@ def test_saved_pairs_load_with_datasets_and_bad_rows_fail(tmp_path):
 
 def test_pool_split_is_stable_and_disjoint(tmp_path):
     from duoguard.data.pool import Pool
-    from duoguard.pipeline import split_pool_prompts
+    from duoguard.pipeline import pool_prompts, split_prompts
 
     pool = Pool(tmp_path / "pool")
     pool.write_round(1, pool_rows(1, 40))
-    train, held = split_pool_prompts(pool.root, 0.25)
-    again, held_again = split_pool_prompts(pool.root, 0.25)
+    train, held = split_prompts(pool_prompts(pool.root), 0.25)
+    again, held_again = split_prompts(pool_prompts(pool.root), 0.25)
     assert [p["id"] for p in held] == [p["id"] for p in held_again] and len(train) == len(again)
     assert not {p["id"] for p in train} & {p["id"] for p in held}
     assert 4 <= len(held) <= 18 and len(train) + len(held) == 40

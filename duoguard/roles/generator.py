@@ -210,10 +210,18 @@ class Generator:
             processing_class=self.tokenizer,
         )  # fmt: skip
         quiet_trainer(trainer)
-        if self._optimizer_state.is_file():  # restored from a checkpoint: continue the optimizer too
-            trainer.create_optimizer()
-            trainer.optimizer.load_state_dict(torch.load(self._optimizer_state, map_location="cpu", weights_only=True))
         return trainer
+
+    def _restore_optimizer(self) -> None:
+        """The optimizer state saved beside the weights (`save`), into the trainer; none saved
+        (a checkpoint from before the first update) starts the optimizer afresh."""
+        if self._optimizer_state.is_file():
+            if self._trainer.optimizer is None:
+                self._trainer.create_optimizer()
+            state = torch.load(self._optimizer_state, map_location="cpu", weights_only=True)
+            self._trainer.optimizer.load_state_dict(state)
+        else:
+            self._trainer.optimizer = None
 
     def play(self, conditions: Sequence[Condition], score: ScoreFn, round_index: int) -> Rollout:
         """Generate, score and update for one round; returns every scored candidate."""
@@ -228,6 +236,7 @@ class Generator:
         start = time.perf_counter()
         if self._trainer is None:  # Trainer.__init__ reseeds torch: build it before seeding the round
             self._trainer = self._build_trainer(dataset)
+            self._restore_optimizer()  # a generator restored from a checkpoint continues its optimizer
         # the round's randomness depends only on the seed and the round: not on placement, nor on
         # whether this process played the earlier rounds or resumed from their checkpoint
         set_seed(self.seed * 100_003 + round_index)
@@ -276,12 +285,8 @@ class Generator:
         saved = AutoModelForCausalLM.from_pretrained(str(path), dtype=self.dtype)
         self.model.load_state_dict(saved.state_dict())
         self._optimizer_state = Path(path) / OPTIMIZER_FILE
-        if self._trainer is not None and self._trainer.optimizer is not None:
-            if self._optimizer_state.is_file():
-                state = torch.load(self._optimizer_state, map_location="cpu", weights_only=True)
-                self._trainer.optimizer.load_state_dict(state)
-            else:  # a checkpoint from before the first update: start the optimizer afresh
-                self._trainer.optimizer = None
+        if self._trainer is not None:
+            self._restore_optimizer()
 
     def save(self, path: str | os.PathLike) -> None:
         if not self.is_main_process:  # data-parallel ranks hold the same weights: rank 0 writes
