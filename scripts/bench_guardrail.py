@@ -60,10 +60,7 @@ def real_prompts(n: int) -> tuple[list[str], str]:
     texts += [
         e.text for e in load_benchmark("m", "multijail", SHARED / "multijail/MultiJail.csv", languages=["en"]).examples
     ]
-    import csv
-
-    with open(SHARED / "advbench/harmful_behaviors.csv", encoding="utf-8") as f:
-        texts += [row["goal"] for row in csv.DictReader(f)]
+    texts += [e.text for e in load_benchmark("a", "advbench", SHARED / "advbench/harmful_behaviors.csv").examples]
     return (texts * (n // len(texts) + 1))[:n], "XSTest + MultiJail(en) + AdvBench from ../shared/data"
 
 

@@ -80,8 +80,9 @@ def full_mix(harmless: int, seed: int, taxonomy, seed_repeat: int = 1, seed_lang
     from duoguard.data.readers import load_seeds
 
     rows = refusal_direction(harmless, seed)
-    with open(SHARED / "advbench/harmful_behaviors.csv", encoding="utf-8") as f:
-        rows += [unsafe(r["goal"], source="advbench") for r in csv.DictReader(f)]
+    advbench = load_benchmark("advbench", "advbench", SHARED / "advbench/harmful_behaviors.csv")
+    rows += [unsafe(e.text, source="advbench") for e in advbench.examples]
+    # the behaviours alone, without HarmBench's context strings (as training prompts)
     with open(SHARED / "harmbench/harmbench_behaviors_text_all.csv", encoding="utf-8") as f:
         rows += [
             unsafe(r["Behavior"], HARMBENCH_TO_TAXONOMY.get(r["SemanticCategory"], "Non-Violent Crimes"), "harmbench")
@@ -96,8 +97,8 @@ def full_mix(harmless: int, seed: int, taxonomy, seed_repeat: int = 1, seed_lang
         ]
     lines = (SHARED / "harmbench/malicious_instruct.txt").read_text(encoding="utf-8").splitlines()
     rows += [unsafe(line.strip(), source="malicious_instruct") for line in lines if line.strip()]
-    for r in json.loads((SHARED / "jailbreakbench/jbb_behaviors_harmful_and_benign_200.json").read_text()):
-        rows.append(unsafe(r["text"], source="jbb") if r["label"] == "harmful" else safe(r["text"], "jbb_benign"))
+    jbb = load_benchmark("jbb", "jbb_behaviors", SHARED / "jailbreakbench/jbb_behaviors_harmful_and_benign_200.json")
+    rows += [unsafe(e.text, source="jbb") if e.unsafe else safe(e.text, "jbb_benign") for e in jbb.examples]
     seeds = load_seeds("builtin", taxonomy, list(seed_languages), DataConfig().attack_styles)
     seen, out = set(), []
     for s in rows:  # AdvBench also sits inside refusal_direction: keep one copy

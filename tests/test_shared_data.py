@@ -32,6 +32,10 @@ def test_real_multijail_and_jailbreakbench():
     jbb = load_benchmark("jbb", "jbb_artifacts", SHARED_DATA / "jailbreakbench/artifacts")
     assert 1000 < len(jbb.examples) < 1800  # null attacks are skipped
     assert 0 < sum(e.unsafe for e in jbb.examples) < len(jbb.examples)
+    both = load_benchmark(
+        "jbb200", "jbb_behaviors", SHARED_DATA / "jailbreakbench/jbb_behaviors_harmful_and_benign_200.json"
+    )
+    assert len(both.examples) == 200 and sum(e.unsafe for e in both.examples) == 100  # labels harmful / safe
 
 
 def test_real_refusal_direction_split_reads_as_training_samples(taxonomy):

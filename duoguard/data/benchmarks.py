@@ -275,13 +275,14 @@ def load_jbb_artifacts(path: Path, language: str | None, attack_prompts: bool = 
 
 def load_jbb_behaviors(path: Path, language: str | None, unsafe: bool = True) -> list[BenchmarkExample]:
     """JailbreakBench behaviours: the CSV (`Goal`, `Category`; every row `unsafe`, so set
-    `unsafe: false` for benign-behaviors.csv) or the JSON list of `{text, label}` (harmful / benign)."""
+    `unsafe: false` for benign-behaviors.csv) or the JSON list of `{text, label}` (label harmful, or
+    safe as in the shared copy; benign is read as safe too)."""
     out = []
     for line, row in iter_rows(path, "jsonl" if path.suffix == ".json" else "csv"):
         if path.suffix == ".json":
             _need(row, ("text", "label"), path, line)
-            if row["label"] not in ("harmful", "benign"):
-                raise DataError(path, line, f"'label' must be harmful or benign, got {row['label']!r}")
+            if row["label"] not in ("harmful", "safe", "benign"):
+                raise DataError(path, line, f"'label' must be harmful or safe (or benign), got {row['label']!r}")
             out.append(BenchmarkExample(_text(row, "text", path, line), row["label"] == "harmful", language or "en"))
         else:
             _need(row, ("Goal",), path, line)
