@@ -578,6 +578,16 @@ def require(cfg: DictConfig, *keys: str) -> None:
             raise ConfigError(f"missing required value '{key}': set it on the command line, e.g. {key}=...")
 
 
+def compile_regex(pattern: str, key: str, flags: int = 0):
+    """A configured regular expression, or a ConfigError naming its key."""
+    import re
+
+    try:
+        return re.compile(pattern, flags)
+    except re.error as e:
+        raise ConfigError(f"{key}: not a valid regular expression ({e}): {pattern!r}") from None
+
+
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {message}")
@@ -651,15 +661,8 @@ def validate(cfg: DictConfig, sections: tuple[str, ...] = ("data", "guardrail", 
         _check(t.refusal_judge in ("rules", "llm"), "eval.target.refusal_judge",
                f"must be rules or llm, got {t.refusal_judge!r}")  # fmt: skip
         if t.refusal_judge == "rules":
-            import re
-
             for i, pattern in enumerate(t.refusal_patterns):
-                try:
-                    re.compile(pattern)
-                except re.error as e:
-                    raise ConfigError(
-                        f"eval.target.refusal_patterns[{i}]: not a valid regular expression ({e})"
-                    ) from None
+                compile_regex(pattern, f"eval.target.refusal_patterns[{i}]")
         else:
             _check(t.refusal_llm.model is not None, "eval.target.refusal_llm.model",
                    "is required when eval.target.refusal_judge=llm "
@@ -730,7 +733,6 @@ def _validate_safedpo(s: DictConfig) -> None:
 
 
 def _validate_judge(j: DictConfig) -> None:
-    import re
 
     known = ("not_empty", "length", "not_copy", "not_degenerate", "language", "label_pattern")
     unknown = [r for r in j.rules if r not in known]
@@ -742,10 +744,7 @@ def _validate_judge(j: DictConfig) -> None:
     )
     _check(0 <= j.max_seed_similarity <= 1, "judge.max_seed_similarity", "must be in [0, 1]")
     if j.label_pattern is not None:
-        try:
-            re.compile(j.label_pattern)
-        except re.error as e:
-            raise ConfigError(f"judge.label_pattern: not a valid regular expression ({e})") from None
+        compile_regex(j.label_pattern, "judge.label_pattern")
     _check("label_pattern" not in j.rules or j.label_pattern is not None, "judge.label_pattern",
            "is null but judge.rules lists label_pattern")  # fmt: skip
 

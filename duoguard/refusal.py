@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from duoguard.config import ConfigError
+from duoguard.config import ConfigError, compile_regex
 from duoguard.errors import UserError
 from duoguard.roles.judge import LLMJudge
 
@@ -43,12 +43,7 @@ class RefusalDetector:
     def __init__(
         self, patterns: Sequence[str] = DEFAULT_PATTERNS, window: int = 200, key: str = "eval.target.refusal_patterns"
     ):
-        self.patterns = []
-        for i, p in enumerate(patterns):
-            try:
-                self.patterns.append(re.compile(p, re.IGNORECASE))
-            except re.error as e:
-                raise ConfigError(f"{key}[{i}]: not a valid regular expression ({e}): {p!r}") from None
+        self.patterns = [compile_regex(p, f"{key}[{i}]", re.IGNORECASE) for i, p in enumerate(patterns)]
         self.window = window  # refusals open the answer; later "I can't stress enough" is not one
 
     def is_refusal(self, response: str) -> bool:
