@@ -15,6 +15,7 @@ LoRA, gradient checkpointing and bf16 come with DPOTrainer.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections import Counter
@@ -22,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from duoguard.config import PairRecipe, PairsConfig, Precision, Responder, SafeDPOConfig
 from duoguard.data.readers import DataError, iter_rows
 from duoguard.data.schema import SampleError, parse_bool
 
@@ -96,16 +98,17 @@ def read_pku_saferlhf(
 
 
 # ---------------------------------------------------------------- pairs from the game's prompts
-def safe_answers(prompts: Sequence[Mapping[str, Any]], pairs_cfg: Mapping[str, Any], target, responder) -> list[str]:
+def safe_answers(
+    prompts: Sequence[Mapping[str, Any]], pairs_cfg: PairsConfig, refusals: Mapping[str, str], target, responder
+) -> list[str]:
     """The safe responder's answer to each prompt: a canned refusal in the prompt's language
-    (`pairs_cfg["refusals"]`, from data.response_templates.refusal), the target itself with a
+    (`refusals`, from data.response_templates.refusal), the target itself with a
     safety system prompt, or another model with that prompt."""
-    kind = pairs_cfg["responder"]
-    if kind == "refusal":
-        refusals = pairs_cfg["refusals"]
+    kind = pairs_cfg.responder
+    if kind == Responder.refusal:
         return [refusals.get(p.get("language") or "en", refusals["en"]) for p in prompts]
-    model = target if kind == "target" else responder
-    answers = model.answer([p["text"] for p in prompts], n=1, system=pairs_cfg["safety_system_prompt"], seed=1)
+    model = target if kind == Responder.target else responder
+    answers = model.answer([p["text"] for p in prompts], n=1, system=pairs_cfg.safety_system_prompt, seed=1)
     return [a[0] for a in answers]
 
 
@@ -113,29 +116,30 @@ def build_pairs(
     prompts: Sequence[Mapping[str, Any]],
     target,
     guardrail,
-    pairs_cfg: Mapping[str, Any],
+    pairs_cfg: PairsConfig,
     *,
+    refusals: Mapping[str, str],
     responder=None,
     progress: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Pairs from prompts (dicts with text, id, language, category, attack_style, source, round)."""
-    k = int(pairs_cfg["samples_per_prompt"])
+    k = pairs_cfg.samples_per_prompt
     answers = target.answer([p["text"] for p in prompts], n=k, seed=0, progress=progress)
-    safe = safe_answers(prompts, pairs_cfg, target, responder)
+    safe = safe_answers(prompts, pairs_cfg, refusals, target, responder)
     flat_prompts = [p["text"] for p in prompts for _ in range(k)] + [p["text"] for p in prompts]
     flat_answers = [a for group in answers for a in group] + safe
     unsafe = guardrail.is_unsafe(flat_prompts, flat_answers, progress=progress)
     target_unsafe = unsafe[: len(prompts) * k].reshape(len(prompts), k)
     safe_unsafe = unsafe[len(prompts) * k :]
-    if pairs_cfg["responder"] == "refusal":
+    if pairs_cfg.responder == Responder.refusal:
         safe_unsafe[:] = False  # a canned refusal is safe by construction, whatever a weak judge says
-    recipe = pairs_cfg["recipe"]
+    recipe = pairs_cfg.recipe
     stats = Counter(
         prompts=len(prompts), target_answers=len(prompts) * k, target_unsafe_answers=int(target_unsafe.sum())
     )
     pairs: list[dict[str, Any]] = []
     for i, p in enumerate(prompts):
-        if recipe == "egida":
+        if recipe == PairRecipe.egida:
             bad = [j for j in range(k) if target_unsafe[i, j] and answers[i][j].strip()]
             if not bad:
                 stats["skipped_target_safe"] += 1
@@ -153,7 +157,7 @@ def build_pairs(
             "prompt": p["text"], "chosen": safe[i], "rejected": rejected, "chosen_unsafe": h_w, "rejected_unsafe": h_l,
             **{f: p.get(f if f != "prompt_id" else "id") for f in PROVENANCE_FIELDS},
         })  # fmt: skip
-        if len(pairs) >= int(pairs_cfg["max_pairs"]):
+        if len(pairs) >= pairs_cfg.max_pairs:
             break
     stats["pairs"] = len(pairs)
     return pairs, dict(stats)
@@ -264,7 +268,7 @@ def trainer_rows(pairs: Sequence[Mapping[str, Any]], target) -> list[dict[str, A
     return rows
 
 
-def dpo_args(cfg: Mapping[str, Any], *, output_dir: str | os.PathLike, device: str, precision: str, progress: bool):
+def dpo_args(cfg: SafeDPOConfig, *, output_dir: str | os.PathLike, device: str, precision: Precision, progress: bool):
     """TRL's DPOConfig from the `safedpo` config (also used by scripts/bench_safedpo.py)."""
     import math
 
@@ -276,27 +280,27 @@ def dpo_args(cfg: Mapping[str, Any], *, output_dir: str | os.PathLike, device: s
 
     dtype = pick_dtype(precision, device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_device = int(cfg["per_device_batch_size"])
+    per_device = cfg.per_device_batch_size
     return DPOConfig(
         output_dir=str(output_dir),
-        beta=float(cfg["beta"]),
+        beta=cfg.beta,
         loss_type=["sigmoid"],
         precompute_ref_log_probs=True,
-        learning_rate=float(cfg["learning_rate"]),
-        lr_scheduler_type=str(cfg["lr_scheduler"]),
-        warmup_steps=float(cfg["warmup_ratio"]),
-        num_train_epochs=float(cfg["epochs"]),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler.value,
+        warmup_steps=cfg.warmup_ratio,
+        num_train_epochs=cfg.epochs,
         per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=max(1, math.ceil(int(cfg["global_batch_size"]) / (per_device * world))),
-        max_length=int(cfg["max_length"]),
-        weight_decay=float(cfg["weight_decay"]),
-        activation_checkpointing=bool(cfg["gradient_checkpointing"]),
-        deepspeed=config_file(cfg["deepspeed"]) if cfg.get("deepspeed") else None,
+        gradient_accumulation_steps=max(1, math.ceil(cfg.global_batch_size / (per_device * world))),
+        max_length=cfg.max_length,
+        weight_decay=cfg.weight_decay,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        deepspeed=config_file(cfg.deepspeed) if cfg.deepspeed else None,
         bf16=dtype == torch.bfloat16,
         fp16=dtype == torch.float16,
         use_cpu=device == "cpu",
-        seed=int(cfg["seed"]),
-        logging_steps=int(cfg["logging_steps"]),
+        seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
         save_strategy="no",
         report_to=[],
         disable_tqdm=not progress,
@@ -306,10 +310,10 @@ def dpo_args(cfg: Mapping[str, Any], *, output_dir: str | os.PathLike, device: s
 def train_safedpo(
     pairs: Sequence[Mapping[str, Any]],
     target,
-    cfg: Mapping[str, Any],
+    cfg: SafeDPOConfig,
     *,
     work_dir: str | os.PathLike,
-    precision: str = "auto",
+    precision: Precision = Precision.auto,
     progress: bool = True,
 ) -> dict[str, Any]:
     """SafeDPO on `pairs` (through T(D) first); trains `target.model` in place, returns stats."""
@@ -323,10 +327,10 @@ def train_safedpo(
     if not transformed:
         raise DataError(work_dir, None, f"no pairs left to train on after T(D) ({counts})")
     peft_config = None
-    if cfg.get("lora"):
+    if cfg.lora is not None:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(task_type="CAUSAL_LM", **dict(cfg["lora"]))
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **dataclasses.asdict(cfg.lora))
     trainer = _safedpo_trainer_class()(
         model=target.model,
         args=dpo_args(
@@ -335,7 +339,7 @@ def train_safedpo(
         train_dataset=Dataset.from_list(trainer_rows(transformed, target)),
         processing_class=target.tokenizer,
         peft_config=peft_config,
-        delta=float(cfg["delta"]),
+        delta=cfg.delta,
     )
     quiet_trainer(trainer)
     start = time.perf_counter()

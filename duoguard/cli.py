@@ -22,19 +22,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from duoguard.config import conf_dir, register_configs, require, validate
+from duoguard.config import APP_SECTIONS, Config, EvalMode, conf_dir, load, register_configs, require
 from duoguard.errors import GameStopped, UserError
 
 log = logging.getLogger("duoguard")
-GAME_SECTIONS = ("taxonomy", "data", "guardrail", "generator", "judge", "game", "logger", "runtime")
-ALL_SECTIONS = (*GAME_SECTIONS, "target", "safedpo", "eval")
 
 
 CONF_DIR = conf_dir()
 register_configs()
 
 
-def group_sweep_runs(cfg: DictConfig) -> None:
+def group_sweep_runs(cfg: Config) -> None:
     """In a Hydra multirun, every job's W&B run joins one group named after the sweep, and is
     named by its overrides (unless logger.group / logger.name are set)."""
     from hydra.core.hydra_config import HydraConfig
@@ -51,43 +49,62 @@ def group_sweep_runs(cfg: DictConfig) -> None:
         )
 
 
-def _user_errors(fn):
-    """Bad input ends the app with one clear line and exit code 2, a fault policy stopping a game
-    with exit code 3; neither prints a traceback (bugs still do)."""
+def app(name: str):
+    """A Hydra app (conf/<name>.yaml) whose body receives its config composed, typed and checked
+    (`duoguard.config.load`) for the sections it uses. Bad input ends the app with one clear line
+    and exit code 2 (Hydra's own composition errors too: unknown keys, wrong types, bad choices),
+    a fault policy stopping a game with exit code 3; neither prints a traceback (bugs still do).
+    The returned console function keeps the typed body as `.body` (it takes Hydra's DictConfig)."""
 
-    @functools.wraps(fn)
-    def wrapper(cfg: DictConfig):
-        from duoguard.runtime import RoleError
+    def decorate(fn):
+        entered: list[bool] = []
 
-        try:
-            group_sweep_runs(cfg)
-            return fn(cfg)
-        except (UserError, FileNotFoundError) as e:
-            log.error("%s", e)
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-        except (RoleError, GameStopped) as e:  # RoleError includes out-of-memory errors naming the batch-size key
-            log.error("%s", e)
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(3) from None
+        @functools.wraps(fn)
+        def body(raw: DictConfig):
+            from duoguard.runtime import RoleError
 
-    return wrapper
+            entered.append(True)
+            try:
+                cfg = load(raw, APP_SECTIONS[name])
+                group_sweep_runs(cfg)
+                return fn(cfg)
+            except (UserError, FileNotFoundError) as e:
+                log.error("%s", e)
+                print(f"error: {e}", file=sys.stderr)
+                raise SystemExit(2) from None
+            except (RoleError, GameStopped) as e:  # RoleError includes out-of-memory errors naming the batch-size key
+                log.error("%s", e)
+                print(f"error: {e}", file=sys.stderr)
+                raise SystemExit(3) from None
+
+        hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=name)(body)
+
+        @functools.wraps(fn)
+        def main():
+            entered.clear()
+            try:
+                return hydra_main()
+            except SystemExit as e:
+                if e.code == 1 and not entered:  # Hydra could not compose the config: bad input
+                    raise SystemExit(2) from None
+                raise
+
+        main.body = body
+        return main
+
+    return decorate
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="guardrail")
-@_user_errors
-def guardrail_main(cfg: DictConfig) -> None:
-    validate(cfg, ("taxonomy", "data", "guardrail", "eval", "logger", "runtime"))
+@app("guardrail")
+def guardrail_main(cfg: Config) -> None:
     from duoguard.stages import run_guardrail_stage
 
     run_guardrail_stage(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
-@_user_errors
-def eval_main(cfg: DictConfig) -> None:
-    validate(cfg, ("eval", "logger", "runtime"))
-    if cfg.eval.mode == "target":
+@app("eval")
+def eval_main(cfg: Config) -> None:
+    if cfg.eval.mode == EvalMode.target:
         from duoguard.pipeline import run_target_eval
 
         run_target_eval(cfg)
@@ -98,29 +115,23 @@ def eval_main(cfg: DictConfig) -> None:
     run_eval_stage(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="safedpo")
-@_user_errors
-def safedpo_main(cfg: DictConfig) -> None:
-    validate(cfg, ("target", "safedpo", "logger", "runtime"))
+@app("safedpo")
+def safedpo_main(cfg: Config) -> None:
     from duoguard.pipeline import run_safedpo_stage
 
     run_safedpo_stage(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pipeline")
-@_user_errors
-def pipeline_main(cfg: DictConfig) -> None:
-    validate(cfg, ALL_SECTIONS)
+@app("pipeline")
+def pipeline_main(cfg: Config) -> None:
     from duoguard.pipeline import run_pipeline
 
     report = run_pipeline(cfg)
     return report["after"]["asr"]["overall"]["asr"]  # for sweepers: attack success rate after SafeDPO
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="game")
-@_user_errors
-def game_main(cfg: DictConfig) -> None:
-    validate(cfg, GAME_SECTIONS)
+@app("game")
+def game_main(cfg: Config) -> None:
     from duoguard.game import play_game
 
     history = play_game(cfg)["history"]

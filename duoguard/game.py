@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 from duoguard.atomic import atomic_dir
 from duoguard.checkpoints import Checkpoints, GameState
-from duoguard.config import to_container
+from duoguard.config import Config, GuardrailUpdate, to_container
 from duoguard.data.pool import Pool, normalise
 from duoguard.data.schema import Sample
 from duoguard.errors import GameStopped
@@ -90,7 +89,7 @@ def decision_accuracy(scores: np.ndarray, rows: list[dict], threshold: float) ->
 
 
 def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seeds: list[Sample],
-               heldout: list[Sample], cfg: DictConfig, out_dir: Path) -> tuple[dict[str, Any], list[dict]]:  # fmt: skip
+               heldout: list[Sample], cfg: Config, out_dir: Path) -> tuple[dict[str, Any], list[dict]]:  # fmt: skip
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -100,10 +99,10 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
         seconds[f"seconds_{name}"] = now - clock
         clock = now
 
-    threshold = float(cfg.guardrail.threshold)
+    threshold = cfg.guardrail.threshold
     grpo = cfg.generator.grpo
-    conditions = sampler.draw(int(grpo.prompts_per_step) * int(grpo.steps_per_round), r)
-    referee = Referee(roles.guardrail, roles.judge, to_container(cfg.game.reward), threshold, r)
+    conditions = sampler.draw(grpo.prompts_per_step * grpo.steps_per_round, r)
+    referee = Referee(roles.guardrail, roles.judge, cfg.game.reward, threshold, r)
     rollout = roles.generator.call("play", conditions, referee, r)
     if cfg.generator.num_workers > 1:  # data parallel: every rank must hold the same policy
         sums = roles.generator.call_each("checksum")
@@ -116,14 +115,14 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
     lap("pool")
     before = decision_accuracy(np.array([a["guardrail_score"] for a in accepted]), accepted, threshold)
     train_stats: dict[str, float] = {}
-    update = cfg.game.guardrail_update.value
-    if update != "frozen":
-        if update == "restart":
+    update = cfg.game.guardrail_update
+    if update != GuardrailUpdate.frozen:
+        if update == GuardrailUpdate.restart:
             roles.guardrail.call("restart")
         train_stats = roles.guardrail.call(
-            "train", seeds + pool.samples(), to_container(cfg.guardrail.train), output_dir=str(out_dir / ".trainer"),
-            precision=cfg.guardrail.model.precision.value, progress=bool(cfg.progress),
-            epochs=float(cfg.game.guardrail_epochs), seed=int(cfg.guardrail.train.seed) + r,
+            "train", seeds + pool.samples(), cfg.guardrail.train, output_dir=str(out_dir / ".trainer"),
+            precision=cfg.guardrail.model.precision, progress=cfg.progress,
+            epochs=cfg.game.guardrail_epochs, seed=cfg.guardrail.train.seed + r,
         )  # fmt: skip
     lap("guardrail_train")
     after = decision_accuracy(roles.guardrail.call("unsafe_scores", [a["text"] for a in accepted]), accepted, threshold)
@@ -156,28 +155,27 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
 
 
 # ---------------------------------------------------------------- the game
-def spawn_roles(runtime, cfg: DictConfig, names: list[str], ckpt: Path | None, out_dir: Path) -> Roles:
+def spawn_roles(runtime, cfg: Config, names: list[str], ckpt: Path | None, out_dir: Path) -> Roles:
     """Build the three roles where the runtime puts them, from a checkpoint or the base models."""
     from duoguard.roles.generator import Rollout
 
-    plain = to_container(cfg)
     gen_base = model_path(cfg.generator.model, cfg.cache_dir)
     llm = cfg.judge.llm.model
     g, grpo = cfg.guardrail, cfg.generator.grpo
     return Roles(
         guardrail=runtime.spawn(
-            "guardrail", build_guardrail, plain, names, model_path(g.model, cfg.cache_dir),
+            "guardrail", build_guardrail, cfg, names, model_path(g.model, cfg.cache_dir),
             str(ckpt / "guardrail") if ckpt else g.init_checkpoint, runtime.device("guardrail"),
             key="the round checkpoint" if ckpt else "guardrail.init_checkpoint",
             hints={"train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
                    "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size)},
         ),
         judge=runtime.spawn(
-            "judge", build_judge, plain, model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
+            "judge", build_judge, cfg, model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
             runtime.device("judge"), hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
         ),
         generator=runtime.spawn(
-            "generator", build_generator, plain, str(ckpt / "generator") if ckpt else gen_base, gen_base,
+            "generator", build_generator, cfg, str(ckpt / "generator") if ckpt else gen_base, gen_base,
             str(out_dir / ".generator"), runtime.device("generator"),
             hints={"play": ("generator.grpo.prompts_per_step", f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})")},
             merge={"play": Rollout.merged},  # generator.num_workers > 1: one rollout from every rank's share
@@ -185,11 +183,11 @@ def spawn_roles(runtime, cfg: DictConfig, names: list[str], ckpt: Path | None, o
     )  # fmt: skip
 
 
-def warm_up(roles: Roles, seeds: list[Sample], cfg: DictConfig, out_dir: Path) -> None:
+def warm_up(roles: Roles, seeds: list[Sample], cfg: Config, out_dir: Path) -> None:
     if cfg.game.warmup_guardrail:
         stats = roles.guardrail.call(
-            "train", seeds, to_container(cfg.guardrail.train), output_dir=str(out_dir / ".trainer"),
-            precision=cfg.guardrail.model.precision.value, progress=bool(cfg.progress),
+            "train", seeds, cfg.guardrail.train, output_dir=str(out_dir / ".trainer"),
+            precision=cfg.guardrail.model.precision, progress=cfg.progress,
         )  # fmt: skip
         log.info("guardrail warm-up on %d seeds: loss %.4f", len(seeds), stats["train_loss"])
 
@@ -212,13 +210,13 @@ def check_nonfinite(history: list[dict], r: int, limit: int) -> None:
             )
 
 
-def play_game(cfg: DictConfig) -> dict[str, Any]:
+def play_game(cfg: Config) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir)
     taxonomy = build_taxonomy(cfg)
     seeds, heldout = split_with_responses(load_training_samples(cfg, taxonomy), cfg)
-    checkpoints = Checkpoints(out_dir / "checkpoints", keep=int(cfg.game.keep_checkpoints))
-    state = checkpoints.resume_state(str(cfg.game.resume).lower())
-    rounds = int(cfg.game.rounds)
+    checkpoints = Checkpoints(out_dir / "checkpoints", keep=cfg.game.keep_checkpoints)
+    state = checkpoints.resume_state(cfg.game.resume.value)
+    rounds = cfg.game.rounds
     if (
         state
         and state.round >= rounds
@@ -228,8 +226,8 @@ def play_game(cfg: DictConfig) -> dict[str, Any]:
         return {"rounds": state.round, "history": state.history, "output_dir": str(out_dir)}
     sampler = ConditionSampler(
         [s for s in seeds if s.response is None], [taxonomy.resolve(c) for c in cfg.game.categories or taxonomy.names],
-        list(cfg.data.languages), list(cfg.data.attack_styles), unsafe_fraction=float(cfg.game.unsafe_fraction),
-        seed=int(cfg.seed),
+        list(cfg.data.languages), list(cfg.data.attack_styles), unsafe_fraction=cfg.game.unsafe_fraction,
+        seed=cfg.seed,
     )  # fmt: skip
     set_up_torch(cfg)
     pool = Pool(out_dir / "pool")
@@ -238,7 +236,7 @@ def play_game(cfg: DictConfig) -> dict[str, Any]:
                       job_type="game", step_name="round")  # fmt: skip
     history = list(state.history) if state else []
     tracker.rewrite_history(history)
-    runtime = make_runtime(to_container(cfg.runtime), to_container(cfg.ray), {"generator": cfg.generator.num_workers})
+    runtime = make_runtime(cfg.runtime, cfg.ray, {"generator": cfg.generator.num_workers})
     try:
         roles = spawn_roles(runtime, cfg, taxonomy.names, checkpoints.latest_dir(), out_dir)
         if state is None:  # round 0: the warmed-up guardrail and the initial generator
@@ -251,12 +249,12 @@ def play_game(cfg: DictConfig) -> dict[str, Any]:
             try:  # a round counts once its checkpoint is written
                 metrics, records = play_round(r, roles, sampler, pool, seeds, heldout, cfg, out_dir)
                 entry = {"round": r, **metrics, "role_failures": failures}
-                check_nonfinite([*history, entry], r, int(cfg.game.max_nonfinite_updates))
+                check_nonfinite([*history, entry], r, cfg.game.max_nonfinite_updates)
                 checkpoints.save(r, roles, GameState(r, [*history, entry], tracker.run_id, pool.manifest()))
             except RoleDied as e:  # Ray restarts the actor; every role goes back to the last round
                 failures += 1
                 pool.truncate(r - 1)  # what stays on disk is the last completed round
-                if failures > int(cfg.game.max_role_failures):
+                if failures > cfg.game.max_role_failures:
                     raise GameStopped(f"{e}; {failures} role failures (game.max_role_failures="
                                       f"{cfg.game.max_role_failures}): the game stops with round {r - 1} complete") from e  # fmt: skip
                 log.warning("%s; retrying round %d from the round %d checkpoint", e, r, r - 1)
@@ -267,7 +265,7 @@ def play_game(cfg: DictConfig) -> dict[str, Any]:
                 raise
             history.append(entry)
             tracker.log(metrics, step=r)
-            _log_candidates(tracker, records, r, int(cfg.game.sample_table_rows), int(cfg.seed))
+            _log_candidates(tracker, records, r, cfg.game.sample_table_rows, cfg.seed)
             log.info(
                 "round %d: generated %d, kept %d, accepted %d, fool rate %.3f, held-out F1 %s, %.1f s",
                 r, metrics["generated"], metrics["kept"], metrics["accepted"], metrics["fool_rate"],

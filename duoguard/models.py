@@ -11,15 +11,16 @@ Why a BPE and not ByT5: a ByT5 tokenizer saved next to a Qwen2 config reloads th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from duoguard.atomic import atomic_dir
+from duoguard.config import ModelConfig, Precision, TinyModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,9 @@ def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int, *, all_bytes: bo
     )
 
 
-def tiny_checkpoint(tiny: Mapping[str, Any], cache_dir: str | os.PathLike, corpus: list[str]) -> Path:
+def tiny_checkpoint(tiny: TinyModelConfig, cache_dir: str | os.PathLike, corpus: list[str]) -> Path:
     """Path of the tiny causal-LM checkpoint for this shape and corpus, built if absent."""
-    spec = {k: tiny[k] for k in sorted(tiny)}
+    spec = dict(sorted(dataclasses.asdict(tiny).items()))
     key = json.dumps({"v": TINY_FORMAT_VERSION, "spec": spec, "corpus": _digest(corpus)}, sort_keys=True)
     folder = cache_root(cache_dir) / "tiny" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -109,11 +110,11 @@ def _digest(texts: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def resolve_model_path(model_cfg: Mapping[str, Any], cache_dir: str | os.PathLike, corpus: list[str]) -> str:
+def resolve_model_path(model_cfg: ModelConfig, cache_dir: str | os.PathLike, corpus: list[str]) -> str:
     """Hub id or local path to load; builds the tiny model when `name_or_path` is `tiny`."""
-    name = str(model_cfg["name_or_path"])
+    name = model_cfg.name_or_path
     if name == TINY:
-        return str(tiny_checkpoint(model_cfg["tiny"], cache_dir, corpus))
+        return str(tiny_checkpoint(model_cfg.tiny, cache_dir, corpus))
     local = Path(name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
@@ -136,16 +137,17 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
-def pick_dtype(precision: str, device: str):
+def pick_dtype(precision: Precision, device: str):
     """`auto` is bf16 on GPUs that have it, fp16 on older GPUs and fp32 on CPU."""
     import torch
 
-    precision = getattr(precision, "value", precision)
-    if precision == "auto":
+    if precision == Precision.auto:
         if device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return {Precision.fp32: torch.float32, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}[
+        Precision(precision)
+    ]
 
 
 def load_tokenizer(
@@ -161,16 +163,16 @@ def load_tokenizer(
     return tok
 
 
-def load_causal_lm(path: str, model_cfg: Mapping[str, Any], device: str):
+def load_causal_lm(path: str, model_cfg: ModelConfig, device: str):
     """(model on `device`, left-padding tokenizer) of a causal LM for inference, with the model
     config's precision, trust_remote_code and hub revision (a local folder ignores the revision)."""
     from transformers import AutoModelForCausalLM
 
     quiet_transformers()
-    trust, revision = bool(model_cfg["trust_remote_code"]), model_cfg.get("revision")
+    trust, revision = model_cfg.trust_remote_code, model_cfg.revision
     tokenizer = load_tokenizer(path, trust_remote_code=trust, revision=revision, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=pick_dtype(model_cfg["precision"], device), trust_remote_code=trust, revision=revision
+        path, dtype=pick_dtype(model_cfg.precision, device), trust_remote_code=trust, revision=revision
     ).to(device)
     return model, tokenizer
 

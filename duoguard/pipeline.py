@@ -15,17 +15,15 @@ schema (`safedpo.prompt_files`, read like `data.train_files`) add prompts, or re
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from duoguard.atomic import atomic_dir, write_text_atomic
-from duoguard.config import ConfigError, to_container
+from duoguard.config import Config, ConfigError, OnBadRow, RefusalJudge, Responder, to_container, with_overrides
 from duoguard.data.pool import Pool
 from duoguard.errors import UserError
 from duoguard.factory import load_benchmark_entry, model_path, set_up_torch
@@ -61,22 +59,26 @@ def pool_prompts(pool_dir: Path) -> list[dict]:
     return [as_prompt(s) for s in Pool(pool_dir).samples()]
 
 
-def prompt_file_prompts(cfg: DictConfig) -> list[dict]:
+def prompt_file_prompts(cfg: Config) -> list[dict]:
     """`safedpo.prompt_files` as prompts: each row is checked by the sample schema (a bad row
     stops the read with file and line, or is skipped with data.on_bad_row=skip); `source` is the
     row's, else the file's `source`, else the file name; `id` the row's, else `<file name>:<line>`."""
     from duoguard.data.readers import load_train_files
     from duoguard.factory import build_taxonomy, schema_context
 
-    files = to_container(cfg.safedpo.prompt_files)
+    files = cfg.safedpo.prompt_files
     if not files:
         return []
-    samples = load_train_files(files, schema_context(cfg, build_taxonomy(cfg)),
-                               skip_bad_rows=cfg.data.on_bad_row.value == "skip", key="safedpo.prompt_files")  # fmt: skip
+    samples = load_train_files(
+        files,
+        schema_context(cfg, build_taxonomy(cfg)),
+        skip_bad_rows=cfg.data.on_bad_row == OnBadRow.skip,
+        key="safedpo.prompt_files",
+    )
     return [as_prompt(s) for s in samples]
 
 
-def _stage_inputs(cfg: DictConfig) -> tuple[Path | None, Path | None]:
+def _stage_inputs(cfg: Config) -> tuple[Path | None, Path | None]:
     s = cfg.safedpo
     game = Path(s.game_dir).expanduser() if s.game_dir else None
     pool = Path(s.pool_path).expanduser() if s.pool_path else (game / "pool" if game else None)
@@ -102,7 +104,7 @@ def _stage_inputs(cfg: DictConfig) -> tuple[Path | None, Path | None]:
 
 
 # ---------------------------------------------------------------- duoguard-safedpo
-def run_safedpo_stage(cfg: DictConfig) -> dict[str, Any]:
+def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
     from duoguard.align import build_pairs, read_pku_saferlhf, save_pairs, train_safedpo
     from duoguard.roles.guardrail import Guardrail
     from duoguard.roles.target import Target
@@ -118,7 +120,7 @@ def run_safedpo_stage(cfg: DictConfig) -> dict[str, Any]:
             raise UserError(f"safedpo.pairs.files[{i}]: {e}") from None
     from_pool = pool_prompts(pool_dir) if pool_dir else []
     from_files = prompt_file_prompts(cfg)  # read (and checked) before any model loads, too
-    train_prompts, heldout = split_prompts(from_pool + from_files, float(p.heldout_fraction))
+    train_prompts, heldout = split_prompts(from_pool + from_files, p.heldout_fraction)
     n_split = len(train_prompts)
     if p.unsafe_prompts_only:
         train_prompts = [x for x in train_prompts if x["unsafe"]]
@@ -133,26 +135,32 @@ def run_safedpo_stage(cfg: DictConfig) -> dict[str, Any]:
     tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="safedpo")
     try:
         device = cfg.runtime.device
-        target_cfg = to_container(cfg.target)
         base = model_path(cfg.target.model, cfg.cache_dir)
-        target = Target(base, target_cfg, device=device)
+        target = Target(base, cfg.target, device=device)
         pairs, pair_stats = [], {"prompts": 0}
         if train_prompts:  # only preference files: no answers to label
             guardrail = Guardrail.from_pretrained(guard_path, device=device)
             responder = None
-            if p.responder == "model":  # validate() made sure responder_model is set
-                responder = Target(model_path(p.responder_model, cfg.cache_dir), {**target_cfg, "model": to_container(p.responder_model)},
-                                   device=device)  # fmt: skip
-            pairs_cfg = {**to_container(p), "refusals": to_container(cfg.data.response_templates.refusal)}
-            pairs, pair_stats = build_pairs(train_prompts, target, guardrail, pairs_cfg, responder=responder,
-                                            progress=bool(cfg.progress))  # fmt: skip
+            if p.responder == Responder.model:  # the config check made sure responder_model is set
+                responder_cfg = dataclasses.replace(cfg.target, model=p.responder_model)
+                responder = Target(model_path(p.responder_model, cfg.cache_dir), responder_cfg, device=device)
+            pairs, pair_stats = build_pairs(
+                train_prompts,
+                target,
+                guardrail,
+                p,
+                refusals=cfg.data.response_templates.refusal,
+                responder=responder,
+                progress=cfg.progress,
+            )
         pairs += extra_pairs
         if not pairs:
             raise UserError(f"no preference pairs were built ({pair_stats}); with recipe=egida the target answered "
                             "every prompt safely: try more samples_per_prompt, recipe=all, or preference files")  # fmt: skip
         save_pairs(pairs, out / "pairs")
-        stats = train_safedpo(pairs, target, to_container(s), work_dir=out, precision=cfg.target.model.precision.value,
-                              progress=bool(cfg.progress))  # fmt: skip
+        stats = train_safedpo(
+            pairs, target, s, work_dir=out, precision=cfg.target.model.precision, progress=cfg.progress
+        )
         atomic_dir(out / "target", target.save, replace=True)
         result = {
             "target_base": base, "target": str(out / "target"), "guardrail": str(guard_path) if guard_path else None,
@@ -161,7 +169,7 @@ def run_safedpo_stage(cfg: DictConfig) -> dict[str, Any]:
             "pairs": {**pair_stats, "prompts_from_pool": len(from_pool), "prompts_from_files": len(from_files),
                       "from_files": len(extra_pairs)},
             "train": stats,
-            "delta": float(s.delta), "beta": float(s.beta),
+            "delta": s.delta, "beta": s.beta,
         }  # fmt: skip
         rows = [(k, v) for k, v in {**result["pairs"], **stats["transform"]}.items()]
         md = "\n\n".join([
@@ -194,18 +202,18 @@ def _heldout_attacks(safedpo_dir: Path | None, limit: int | None):
     return attacks[:limit] if limit else attacks
 
 
-def _refusal_judge(cfg: DictConfig, device: str):
+def _refusal_judge(cfg: Config, device: str):
     """The over-refusal judge `eval.target.refusal_judge` names, and how the report labels it."""
     from duoguard.refusal import DEFAULT_PATTERNS, LLMRefusalJudge, RefusalDetector
 
     t = cfg.eval.target
-    if t.refusal_judge == "llm":
+    if t.refusal_judge == RefusalJudge.llm:
         path = model_path(t.refusal_llm.model, cfg.cache_dir)
-        return LLMRefusalJudge.from_pretrained(path, to_container(t.refusal_llm), device=device), f"llm ({path})"
+        return LLMRefusalJudge.from_pretrained(path, t.refusal_llm, device=device), f"llm ({path})"
     return RefusalDetector(list(t.refusal_patterns) or DEFAULT_PATTERNS), "rules"
 
 
-def target_eval_sets(cfg: DictConfig) -> tuple[list, list[str]]:
+def target_eval_sets(cfg: Config) -> tuple[list, list[str]]:
     """The attack prompts of `eval.target.attacks` and the safe prompts of `eval.target.over_refusal`
     (at most `eval.target.max_prompts` each), read and checked without loading a model; a bad set
     is a UserError naming its key, file and line."""
@@ -230,7 +238,7 @@ def target_eval_sets(cfg: DictConfig) -> tuple[list, list[str]]:
     return attacks, safe_prompts
 
 
-def run_target_eval(cfg: DictConfig) -> dict[str, Any]:
+def run_target_eval(cfg: Config) -> dict[str, Any]:
     from duoguard.evaluate import attack_success, over_refusal, target_comparison_markdown
     from duoguard.metrics import binary_metrics
     from duoguard.roles.guardrail import Guardrail
@@ -267,11 +275,11 @@ def run_target_eval(cfg: DictConfig) -> dict[str, Any]:
                                   "over_refusal_set": t.over_refusal.name if safe_prompts else None,
                                   "refusal_judge": refusal_judge}  # fmt: skip
         for name, path in (("before", before), ("after", after)):
-            target = Target(str(path), to_container(cfg.target), device=device)
+            target = Target(str(path), cfg.target, device=device)
             report[name] = {
                 "model": str(path),
                 "asr": attack_success(
-                    target, judge, attacks, samples=int(t.samples_per_prompt), progress=bool(cfg.progress)
+                    target, judge, attacks, samples=t.samples_per_prompt, progress=cfg.progress
                 ),
                 "over_refusal": over_refusal(target, detector, safe_prompts)
                 if safe_prompts
@@ -305,21 +313,17 @@ def run_target_eval(cfg: DictConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- duoguard-pipeline
-def _stage_cfg(cfg: DictConfig, output_dir: Path, **updates: Any) -> DictConfig:
-    """The pipeline's config for one stage: its own output dir and inputs, same typed schema."""
-    stage = copy.deepcopy(cfg)
-    OmegaConf.update(stage, "output_dir", str(output_dir), merge=False)
-    for key, value in updates.items():
-        OmegaConf.update(stage, key, value, merge=False)
-    return stage
+def _stage_cfg(cfg: Config, output_dir: Path, **updates: Any) -> Config:
+    """The pipeline's config for one stage: its own output dir and inputs."""
+    return with_overrides(cfg, {"output_dir": str(output_dir), **updates})
 
 
-def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
+def run_pipeline(cfg: Config) -> dict[str, Any]:
     from duoguard.game import play_game
 
     out = Path(cfg.output_dir)
     if not cfg.logger.group:  # the stages' W&B runs share one group
-        OmegaConf.update(cfg, "logger.group", out.name, merge=False)
+        cfg.logger.group = out.name
     game_dir, safedpo_dir, eval_dir = out / "game", out / "safedpo", out / "eval"
     target_eval_sets(cfg)  # bad evaluation files fail now, not after the game and SafeDPO
     log.info("pipeline stage 1/3: the game (%s)", game_dir)

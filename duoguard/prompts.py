@@ -15,9 +15,10 @@ import itertools
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from duoguard.config import GeneratorTemplates
 from duoguard.data.schema import Sample
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,9 @@ class ConditionSampler:
         return out
 
 
-def render(condition: Condition, templates: Mapping[str, str]) -> str:
+def render(condition: Condition, templates: GeneratorTemplates) -> str:
     """The instruction for one condition, from `generator.templates`."""
-    template = templates["unsafe" if condition.intended_unsafe else "safe"]
+    template = templates.unsafe if condition.intended_unsafe else templates.safe
     return template.format(
         seed=condition.seed_text,
         language=LANGUAGE_NAMES.get(condition.language, condition.language),

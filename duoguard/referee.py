@@ -6,19 +6,19 @@ the frozen guardrail through role handles, so the same code scores in both runti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from duoguard.config import RewardConfig
 from duoguard.rewards import fooled, game_rewards, intended_probability
 from duoguard.roles.judge import Candidate
 
 
 class Referee:
-    def __init__(self, guardrail, judge, reward_cfg: Mapping[str, Any], threshold: float, round_index: int):
+    def __init__(self, guardrail, judge, reward_cfg: RewardConfig, threshold: float, round_index: int):
         self.guardrail, self.judge = guardrail, judge
-        self.reward_cfg = dict(reward_cfg)
+        self.reward_cfg = reward_cfg
         self.threshold = threshold
         self.round_index = round_index
 
@@ -33,9 +33,13 @@ class Referee:
         keep = np.array([v.keep for v in verdicts])
         r = self.reward_cfg
         rewards = game_rewards(
-            intended_probability(scores, intended), keep, kind=getattr(r["fool"], "value", r["fool"]),
-            fool_weight=r["fool_weight"], max_fool=r["max_fool"], reject_penalty=r["reject_penalty"],
-        )  # fmt: skip
+            intended_probability(scores, intended),
+            keep,
+            kind=r.fool.value,
+            fool_weight=r.fool_weight,
+            max_fool=r.max_fool,
+            reject_penalty=r.reject_penalty,
+        )
         was_fooled = fooled(scores, intended, self.threshold)
         records = [
             {

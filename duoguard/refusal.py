@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from duoguard.config import ConfigError, compile_regex
+from duoguard.config import ConfigError, LLMJudgeConfig, compile_regex
 from duoguard.errors import UserError
 from duoguard.roles.judge import LLMJudge
 
@@ -84,11 +84,10 @@ class LLMRefusalJudge(LLMJudge):
         return refused
 
     @classmethod
-    def from_pretrained(cls, path: str, cfg: dict, *, device: str) -> LLMRefusalJudge:
-        """Load `path` (the resolved `eval.target.refusal_llm.model`) with the settings in `cfg`
-        (the `eval.target.refusal_llm` node as a dict)."""
+    def from_pretrained(cls, path: str, cfg: LLMJudgeConfig, *, device: str) -> LLMRefusalJudge:
+        """Load `path` (the resolved `eval.target.refusal_llm.model`) with the settings of the
+        `eval.target.refusal_llm` section."""
         from duoguard.models import load_causal_lm, pick_device
 
-        model, tok = load_causal_lm(path, cfg["model"], pick_device(device))
-        return cls(model, tok, template=cfg["template"], min_rating=float(cfg["min_rating"]),
-                   batch_size=int(cfg["batch_size"]))  # fmt: skip
+        model, tok = load_causal_lm(path, cfg.model, pick_device(device))
+        return cls(model, tok, template=cfg.template, min_rating=cfg.min_rating, batch_size=cfg.batch_size)

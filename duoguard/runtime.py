@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from duoguard.config import RayConfig, RolesConfig, RuntimeConfig, RuntimeName
 from duoguard.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -212,16 +213,14 @@ class WorkerGroup:
 class LocalRuntime:
     name = "local"
 
-    def __init__(self, runtime_cfg: Mapping[str, Any] | None = None):
-        self.cfg = dict(runtime_cfg or {})
+    def __init__(self, runtime_cfg: RuntimeConfig | None = None):
+        self.cfg = runtime_cfg or RuntimeConfig()
 
     def device(self, role: str) -> str:
         """The role's `device` override, else runtime.device (auto: a GPU when one is visible)."""
         from duoguard.models import pick_device
 
-        return ((self.cfg.get("roles") or {}).get(role) or {}).get("device") or pick_device(
-            self.cfg.get("device", "auto")
-        )
+        return getattr(self.cfg.roles, role).device or pick_device(self.cfg.device)
 
     def spawn(
         self, role: str, builder: Callable[..., Any], *args: Any, hints: OomHints | None = None,
@@ -284,25 +283,27 @@ class RayRuntime:
     name = "ray"
 
     def __init__(
-        self, roles_cfg: Mapping[str, Mapping[str, Any]], ray_cfg: Mapping[str, Any],
-        workers: Mapping[str, int] | None = None,
-    ):  # fmt: skip
+        self, roles_cfg: RolesConfig, ray_cfg: RayConfig, workers: Mapping[str, int] | None = None
+    ):
         import ray
         from ray.util.placement_group import placement_group
 
         workers = {role: int((workers or {}).get(role, 1)) for role in ROLES}
-        self.roles_cfg = {role: dict(roles_cfg[role]) for role in ROLES}
+        self.roles_cfg = roles_cfg
         self.requests = {
-            role: {"num_cpus": float(roles_cfg[role]["num_cpus"]), "num_gpus": roles_cfg[role]["num_gpus"],
-                   "workers": workers[role]}
+            role: {
+                "num_cpus": getattr(roles_cfg, role).num_cpus,
+                "num_gpus": getattr(roles_cfg, role).num_gpus,
+                "workers": workers[role],
+            }
             for role in ROLES
-        }  # fmt: skip
+        }
         # bundle indices per role: generator workers first, then the guardrail, then the judge
         self.bundles: dict[str, list[int]] = {}
         for role in ROLES:
             start = sum(len(b) for b in self.bundles.values())
             self.bundles[role] = list(range(start, start + workers[role]))
-        self.max_restarts = int(ray_cfg.get("max_restarts") or 0)
+        self.max_restarts = ray_cfg.max_restarts
         self.run_tag = f"{os.getpid()}-{id(self):x}"  # actor names: duoguard-<role>[-<rank>]-<run_tag>
         self.actors: list[Any] = []
         self.groups: list[WorkerGroup] = []
@@ -311,25 +312,25 @@ class RayRuntime:
         if self._started:
             init: dict[str, Any] = {
                 # "local" starts a Ray of our own even where `ray start` runs a cluster on this machine
-                "address": ray_cfg.get("address") or "local",
-                "namespace": ray_cfg.get("namespace"),
-                "include_dashboard": bool(ray_cfg.get("include_dashboard")),
-                "runtime_env": dict(ray_cfg.get("runtime_env") or {}) or None,
+                "address": ray_cfg.address or "local",
+                "namespace": ray_cfg.namespace,
+                "include_dashboard": ray_cfg.include_dashboard,
+                "runtime_env": dict(ray_cfg.runtime_env) or None,
                 "log_to_driver": True,
             }
             if init["address"] == "local":  # resources can only be declared for a Ray we start
                 # The roles take turns (the generator waits on the guardrail and the judge), so a
                 # local Ray may promise them more logical CPUs than the machine has cores.
                 asked = sum(r["num_cpus"] * r["workers"] for r in self.requests.values())
-                init["num_cpus"] = ray_cfg.get("num_cpus") or max(os.cpu_count() or 1, math.ceil(asked))
-                init["num_gpus"] = ray_cfg.get("num_gpus")
+                init["num_cpus"] = ray_cfg.num_cpus or max(os.cpu_count() or 1, math.ceil(asked))
+                init["num_gpus"] = ray_cfg.num_gpus
             ray.init(**{k: v for k, v in init.items() if v is not None})
         try:
             share_gpus(self.requests, float(ray.cluster_resources().get("GPU", 0)))
             check_resources(self.requests, ray.cluster_resources())
             bundles = [self._bundle(self.requests[role]) for role in ROLES for _ in self.bundles[role]]
             self.pg = placement_group(bundles, strategy="PACK")
-            timeout = float(ray_cfg.get("placement_timeout_s") or 60)
+            timeout = ray_cfg.placement_timeout_s
             ready, _ = ray.wait([self.pg.ready()], timeout=timeout)
             if not ready:
                 asked = {role: self._bundle(self.requests[role]) for role in ROLES}
@@ -343,9 +344,7 @@ class RayRuntime:
 
     def device(self, role: str) -> str:
         """In its actor a GPU role sees its own GPU(s) as cuda:0."""
-        return (self.roles_cfg.get(role) or {}).get("device") or (
-            "cuda" if self.requests[role]["num_gpus"] > 0 else "cpu"
-        )
+        return getattr(self.roles_cfg, role).device or ("cuda" if self.requests[role]["num_gpus"] > 0 else "cpu")
 
     @staticmethod
     def _bundle(request: Mapping[str, float]) -> dict[str, float]:
@@ -420,12 +419,11 @@ class RayRuntime:
             ray.shutdown()
 
 
-def make_runtime(runtime_cfg: Mapping[str, Any], ray_cfg: Mapping[str, Any], workers: Mapping[str, int] | None = None):
-    name = getattr(runtime_cfg["name"], "value", runtime_cfg["name"])
-    if name == "local":
+def make_runtime(runtime_cfg: RuntimeConfig, ray_cfg: RayConfig, workers: Mapping[str, int] | None = None):
+    if runtime_cfg.name == RuntimeName.local:
         return LocalRuntime(runtime_cfg)
     try:
         import ray  # noqa: F401
     except ImportError:
         raise UserError("runtime=ray needs Ray (pip install 'ray[default]'); runtime=local runs without it") from None
-    return RayRuntime(runtime_cfg["roles"], ray_cfg, workers)
+    return RayRuntime(runtime_cfg.roles, ray_cfg, workers)

@@ -14,10 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from duoguard.atomic import atomic_dir
-from duoguard.config import ConfigError, to_container
+from duoguard.config import Config, ConfigError, to_container
 from duoguard.data.benchmarks import Benchmark, samples_benchmark
 from duoguard.data.schema import Sample
 from duoguard.evaluate import eval_tables, evaluate_guardrail, flat_metrics
@@ -35,19 +33,19 @@ from duoguard.tracking import Tracker
 log = logging.getLogger(__name__)
 
 
-def load_benchmarks(cfg: DictConfig) -> list[Benchmark]:
+def load_benchmarks(cfg: Config) -> list[Benchmark]:
     return load_benchmarks_from(cfg.eval.benchmarks, "eval.benchmarks")
 
 
-def train_guardrail(guardrail, samples: list[Sample], cfg: DictConfig, work_dir: Path, **overrides) -> dict:
+def train_guardrail(guardrail, samples: list[Sample], cfg: Config, work_dir: Path, **overrides) -> dict:
     trainer_dir = work_dir / ".trainer"
     try:
         return guardrail.train(
             samples,
-            to_container(cfg.guardrail.train),
+            cfg.guardrail.train,
             output_dir=trainer_dir,
-            precision=cfg.guardrail.model.precision.value,
-            progress=bool(cfg.progress),
+            precision=cfg.guardrail.model.precision,
+            progress=cfg.progress,
             **overrides,
         )
     finally:
@@ -67,7 +65,7 @@ def composition(samples: list[Sample]) -> dict[str, dict[str, int]]:
 
 
 # ---------------------------------------------------------------- duoguard-guardrail
-def run_guardrail_stage(cfg: DictConfig) -> dict[str, Any]:
+def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir)
     taxonomy = build_taxonomy(cfg)
     samples = load_training_samples(cfg, taxonomy)
@@ -81,7 +79,7 @@ def run_guardrail_stage(cfg: DictConfig) -> dict[str, Any]:
         stats = train_guardrail(guardrail, train, cfg, out_dir)
         checkpoint = save_guardrail(guardrail, out_dir / "guardrail")
         evals = ([samples_benchmark("heldout", heldout)] if heldout else []) + benchmarks
-        report = evaluate_guardrail(guardrail, evals, progress=bool(cfg.progress))
+        report = evaluate_guardrail(guardrail, evals, progress=cfg.progress)
         result = {
             "experiment": cfg.experiment,
             "checkpoint": str(checkpoint),
@@ -133,7 +131,7 @@ def guardrail_markdown(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- duoguard-eval
-def run_eval_stage(cfg: DictConfig) -> dict[str, Any]:
+def run_eval_stage(cfg: Config) -> dict[str, Any]:
     from duoguard.roles.guardrail import Guardrail
 
     out_dir = Path(cfg.output_dir)
@@ -149,11 +147,11 @@ def run_eval_stage(cfg: DictConfig) -> dict[str, Any]:
         guard = Guardrail.from_pretrained(
             path,
             device=cfg.runtime.device,
-            batch_size=int(cfg.eval.batch_size),
+            batch_size=cfg.eval.batch_size,
             max_batch_tokens=cfg.guardrail.predict_max_tokens,
         )
         start = time.perf_counter()
-        report = evaluate_guardrail(guard, benchmarks, progress=bool(cfg.progress))
+        report = evaluate_guardrail(guard, benchmarks, progress=cfg.progress)
         report["checkpoint"] = str(path)
         report["seconds"] = time.perf_counter() - start
         md = f"# Guardrail evaluation\n\nCheckpoint: `{path}`\n\n{eval_tables(report)}\n"

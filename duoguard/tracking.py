@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from duoguard.atomic import jsonable, write_json_atomic, write_text_atomic
+from duoguard.config import LoggerBackend, LoggerConfig, WandbMode
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ RUN_FILE = "wandb_run.json"
 class Tracker:
     def __init__(
         self,
-        logger_cfg: Mapping[str, Any],
+        logger_cfg: LoggerConfig,
         run_dir: str | os.PathLike,
         *,
         config: Mapping[str, Any] | None = None,
@@ -40,21 +41,19 @@ class Tracker:
         self.step_name = step_name
         self._wandb = None
         self._run = None
-        backend = getattr(logger_cfg.get("backend"), "value", logger_cfg.get("backend"))
-        mode = getattr(logger_cfg.get("mode"), "value", logger_cfg.get("mode"))
-        if backend == "wandb" and mode != "disabled":
-            self._start_wandb(logger_cfg, mode, config or {}, run_id, job_type)
+        if logger_cfg.backend == LoggerBackend.wandb and logger_cfg.mode != WandbMode.disabled:
+            self._start_wandb(logger_cfg, logger_cfg.mode.value, config or {}, run_id, job_type)
 
-    def _start_wandb(self, cfg, mode, config, run_id, job_type) -> None:
+    def _start_wandb(self, cfg: LoggerConfig, mode: str, config, run_id, job_type) -> None:
         import wandb
 
         self._wandb = wandb
         self._run = wandb.init(
-            project=cfg.get("project") or "duoguard",
-            entity=cfg.get("entity"),
-            group=cfg.get("group"),
-            name=cfg.get("name"),
-            tags=list(cfg.get("tags") or []),
+            project=cfg.project,
+            entity=cfg.entity,
+            group=cfg.group,
+            name=cfg.name,
+            tags=list(cfg.tags),
             config=jsonable(dict(config)),
             dir=str(self.run_dir),
             mode=mode,

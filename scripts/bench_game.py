@@ -40,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from duoguard.config import compose  # noqa: E402
 from duoguard.report import markdown_table  # noqa: E402
 
 SHAPES = {  # hidden, intermediate, layers, heads, kv heads
@@ -60,12 +61,6 @@ def shape_overrides(shape: str | None) -> list[str]:
     return out
 
 
-def compose_game(overrides: list[str]):
-    from duoguard.config import compose
-
-    return compose("game", overrides)
-
-
 def round_walls(run: Path) -> dict[int, float]:
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     return {b["round"]: b["time"] - a["time"] for a, b in zip(lines, lines[1:])}
@@ -76,7 +71,6 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from duoguard.config import to_container
     from duoguard.data.pool import Pool
     from duoguard.factory import (
         build_generator,
@@ -92,7 +86,6 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
     from duoguard.roles.judge import Candidate
     from duoguard.training import quiet_trainer
 
-    plain = to_container(cfg)
     device = pick_device(cfg.runtime.device)
     taxonomy = build_taxonomy(cfg)
     seeds, heldout = split_with_responses(load_training_samples(cfg, taxonomy), cfg)
@@ -101,7 +94,7 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
     rng = random.Random(0)
     try:
         gen_base = model_path(cfg.generator.model, cfg.cache_dir)
-        gen = build_generator(plain, gen_base, gen_base, str(work / "gen"), device)
+        gen = build_generator(cfg, gen_base, gen_base, str(work / "gen"), device)
         sampler = ConditionSampler([s for s in seeds if s.response is None], taxonomy.names, list(cfg.data.languages),
                                    list(cfg.data.attack_styles), seed=0)  # fmt: skip
         n_prompts = cfg.generator.grpo.prompts_per_step * cfg.generator.grpo.steps_per_round
@@ -116,8 +109,8 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
         grpo = time.perf_counter() - start
         del trainer, gen
 
-        guard = build_guardrail(plain, taxonomy.names, model_path(cfg.guardrail.model, cfg.cache_dir), None, device)
-        judge = build_judge(plain, None, device)
+        guard = build_guardrail(cfg, taxonomy.names, model_path(cfg.guardrail.model, cfg.cache_dir), None, device)
+        judge = build_judge(cfg, None, device)
         out = {}
         for r in rounds:
             parts = {"grpo": grpo}
@@ -131,8 +124,9 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
 
             train = seeds + [s for s in pool if s.provenance["round"] <= r]
             start = time.perf_counter()
-            guard.train(train, plain["guardrail"]["train"], output_dir=work / "trainer", progress=False,
-                        epochs=float(cfg.game.guardrail_epochs))  # fmt: skip
+            guard.train(
+                train, cfg.guardrail.train, output_dir=work / "trainer", progress=False, epochs=cfg.game.guardrail_epochs
+            )
             parts["guardrail"] = time.perf_counter() - start
 
             start = time.perf_counter()
@@ -169,13 +163,13 @@ def main() -> None:
         try:
             histories, walls = {}, {}
             for runtime in runtimes:
-                cfg = compose_game([*common, f"runtime={runtime}", f"output_dir={out / runtime}"])
+                cfg = compose("game", [*common, f"runtime={runtime}", f"output_dir={out / runtime}"])
                 histories[runtime] = play_game(cfg)["history"]
                 walls[runtime] = round_walls(out / runtime)
             first = runtimes[0]
             timed = list(range(2, args.rounds + 1))
             parts = time_parts(
-                compose_game([*common, f"output_dir={out / 'parts'}"]), out / first, histories[first], timed
+                compose("game", [*common, f"output_dir={out / 'parts'}"]), out / first, histories[first], timed
             )
         finally:
             shutil.rmtree(out, ignore_errors=True)

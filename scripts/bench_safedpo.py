@@ -41,6 +41,7 @@ def _run(variant: str, shape: str, steps: int, warmup: int, device: str, queue) 
     from trl import DPOTrainer
 
     from duoguard.align import _safedpo_trainer_class, dpo_args
+    from duoguard.config import SafeDPOConfig
     from duoguard.data.readers import builtin_seed_texts
     from duoguard.models import build_tiny_tokenizer, quiet_transformers
     from duoguard.training import quiet_trainer
@@ -60,9 +61,11 @@ def _run(variant: str, shape: str, steps: int, warmup: int, device: str, queue) 
     prompt, chosen, rejected = f"User: {texts[0]}\nAssistant:", " " + " ".join(texts[1:3]), " " + " ".join(texts[3:5])
     rows = [{"prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False,
              "rejected_unsafe": i % 2 == 0} for i in range(96)]  # fmt: skip
-    cfg = dict(delta=10.0, beta=0.1, learning_rate=1e-5, lr_scheduler="constant", warmup_ratio=0.0, epochs=100,
-               global_batch_size=8, per_device_batch_size=8, max_length=256, weight_decay=0.0,
-               gradient_checkpointing=False, deepspeed=None, logging_steps=1000, seed=0)  # fmt: skip
+    cfg = SafeDPOConfig(
+        delta=10.0, beta=0.1, learning_rate=1e-5, lr_scheduler="constant", warmup_ratio=0.0, epochs=100,
+        global_batch_size=8, per_device_batch_size=8, max_length=256, weight_decay=0.0,
+        gradient_checkpointing=False, deepspeed=None, logging_steps=1000, seed=0,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         args = dpo_args(cfg, output_dir=tmp, device=device, precision="auto", progress=False)
         args.max_steps = warmup + steps
@@ -72,7 +75,7 @@ def _run(variant: str, shape: str, steps: int, warmup: int, device: str, queue) 
             trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
         else:
             trainer = _safedpo_trainer_class()(model=model, args=args, train_dataset=data, processing_class=tok,
-                                               delta=cfg["delta"])  # fmt: skip
+                                               delta=cfg.delta)  # fmt: skip
         quiet_trainer(trainer)
         times: list[float] = []
 

@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from duoguard.config import compose  # noqa: E402
 from duoguard.report import markdown_table  # noqa: E402
 
 VARIANTS = {  # name: (overrides, generator ranks)
@@ -38,12 +39,6 @@ VARIANTS = {  # name: (overrides, generator ranks)
     "ray_1_rank": (["runtime=ray"], 1),
     "ray_2_ranks": (["runtime=ray", "generator.num_workers=2"], 2),
 }
-
-
-def compose_game(overrides: list[str]):
-    from duoguard.config import compose
-
-    return compose("game", overrides)
 
 
 def main() -> None:
@@ -54,7 +49,6 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from duoguard.config import validate
     from duoguard.game import play_game
 
     rows = []
@@ -63,12 +57,11 @@ def main() -> None:
         for name, (overrides, ranks) in VARIANTS.items():
             out = Path(tempfile.mkdtemp(prefix="bench_scale_"))
             try:
-                cfg = compose_game([
+                cfg = compose("game", [
                     *overrides, "logger=none", "progress=false", f"game.rounds={args.rounds}",
                     f"generator.grpo.prompts_per_step={size}", "game.warmup_guardrail=false", "game.guardrail_epochs=1",
                     f"runtime.torch_threads={max(1, args.cores // ranks)}", f"output_dir={out}",
                 ])  # fmt: skip
-                validate(cfg, ("generator", "runtime"))
                 timed[name] = play_game(cfg)["history"][-1]
             finally:
                 shutil.rmtree(out, ignore_errors=True)

@@ -24,7 +24,8 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "guardrail"):
-    """Compose the config exactly as an app would (same search path, schema and defaults)."""
+    """Compose, type and check the config exactly as an app would (same search path, schema, defaults
+    and checks of the app's sections)."""
     from duoguard.config import compose as compose_config
 
     return compose_config(config_name, overrides)
@@ -42,12 +43,10 @@ def taxonomy():
 @pytest.fixture(scope="session")
 def tiny_base(cache_dir) -> str:
     """Path of the default tiny causal-LM checkpoint (as `name_or_path: tiny` resolves it)."""
-    from omegaconf import OmegaConf
-
     from duoguard.data.readers import builtin_seed_texts
     from duoguard.models import resolve_model_path
 
-    model_cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "guardrail" / "model" / "tiny.yaml"))
+    model_cfg = compose(["output_dir=/tmp/x"]).guardrail.model  # conf/guardrail/model/tiny.yaml
     return resolve_model_path(model_cfg, cache_dir, builtin_seed_texts())
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 
 import pytest
 from hydra.errors import ConfigCompositionException
 
 from duoguard import cli
-from duoguard.config import ConfigError, require, validate
+from duoguard.config import ALL_SECTIONS, GAME_SECTIONS, Config, ConfigError, compose_raw, load, require
 from tests.conftest import CONF_DIR, compose, run_app
 
-VALIDATE_DEFAULT = inspect.signature(validate).parameters["sections"].default
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 APPS = {  # app config -> its entry point in duoguard/cli.py
     "guardrail": "guardrail_main",
@@ -36,30 +34,31 @@ def app_overrides(app: str) -> list[str]:
     return ["output_dir=/tmp/x", *(["eval.guardrail_path=/tmp/g"] if app == "eval" else [])]
 
 
-def run_app_checks(monkeypatch, app: str, cfg) -> tuple[str, ...]:
-    """Call the app's own function on `cfg` (its validate() with its sections, its require()s), with
-    the stage it would start stubbed out; returns the sections it validated."""
+def run_app_checks(monkeypatch, app: str, overrides: list[str]) -> tuple[str, ...]:
+    """Run the app's own function on the config Hydra would hand it (its load() with its sections,
+    its require()s), with the stage it would start stubbed out; returns the sections it checked."""
     import importlib
 
     validated: list[tuple[str, ...]] = []
-    started: list[str] = []
+    started: list[tuple[str, object]] = []
 
-    def spy(cfg, sections=VALIDATE_DEFAULT):
+    def spy(raw, sections):
         validated.append(tuple(sections))
-        return validate(cfg, sections)
+        return load(raw, sections)
 
-    monkeypatch.setattr(cli, "validate", spy)
+    monkeypatch.setattr(cli, "load", spy)
     for module, name, result in STAGES[app]:
 
         def stub(cfg, _name=name, _result=result):
-            started.append(_name)
+            started.append((_name, cfg))
             return _result
 
         monkeypatch.setattr(importlib.import_module(module), name, stub)
         if hasattr(cli, name):  # should an app import its stage at module level
             monkeypatch.setattr(cli, name, stub)
-    inspect.unwrap(getattr(cli, APPS[app]))(cfg)  # the function under @hydra.main and @_user_errors
+    getattr(cli, APPS[app]).body(compose_raw(app, overrides))  # the app body Hydra calls
     assert len(validated) == 1 and len(started) == 1, (validated, started)
+    assert isinstance(started[0][1], Config)  # the stage receives the typed config, never a DictConfig
     return validated[0]
 
 
@@ -74,12 +73,12 @@ def test_every_app_config_is_covered():
 def test_every_preset_composes_and_validates_for_every_app(monkeypatch, app, preset):
     cfg = compose([f"experiment={preset}", *app_overrides(app)], config_name=app)
     assert cfg.experiment == preset
-    sections = run_app_checks(monkeypatch, app, cfg)
-    assert sections and set(sections) <= set(cli.ALL_SECTIONS)
+    sections = run_app_checks(monkeypatch, app, [f"experiment={preset}", *app_overrides(app)])
+    assert sections and set(sections) <= set(ALL_SECTIONS)
     if app == "game":
-        assert sections == cli.GAME_SECTIONS
+        assert sections == GAME_SECTIONS
     if app == "pipeline":
-        assert sections == cli.ALL_SECTIONS
+        assert sections == ALL_SECTIONS
 
 
 def _compose_with_hydra(overrides: list[str], config_name: str):
@@ -105,17 +104,18 @@ def test_optuna_sweeps_compose_and_every_searched_value_validates(monkeypatch, s
     params = OmegaConf.to_container(hydra_cfg.sweeper.params)
     assert params
 
-    cfg = compose([f"sweep={sweep}", *app_overrides(app)], app)
-    run_app_checks(monkeypatch, app, cfg)
+    run_app_checks(monkeypatch, app, [f"sweep={sweep}", *app_overrides(app)])
     # every searched key exists, and the ends of its range (lowest and highest choice) pass the app's checks
     parser = OverridesParser.create()
     for key, spec in params.items():
-        assert OmegaConf.select(cfg, key) is not None, f"{sweep} searches {key}, which the config lacks"
+        assert OmegaConf.select(compose_raw(app, [f"sweep={sweep}", *app_overrides(app)]), key) is not None, (
+            f"{sweep} searches {key}, which the config lacks"
+        )
         space = parser.parse_override(f"{key}={spec}").value()
         assert isinstance(space, ChoiceSweep | IntervalSweep), spec
         ends = [min(space.list), max(space.list)] if isinstance(space, ChoiceSweep) else [space.start, space.end]
         for value in ends:  # the app's checks are ranges: a range's two ends stand for it
-            run_app_checks(monkeypatch, app, compose([f"sweep={sweep}", *app_overrides(app), f"{key}={value}"], app))
+            run_app_checks(monkeypatch, app, [f"sweep={sweep}", *app_overrides(app), f"{key}={value}"])
 
 
 def test_real_preset_differs_from_tiny_only_in_config():
@@ -193,10 +193,9 @@ def test_missing_required_value():
         ("guardrail.train.global_batch_size=1", "guardrail.train.global_batch_size"),
     ],
 )
-def test_range_checks_name_the_key(override, key):
-    cfg = compose([override, "output_dir=/tmp/x"])
+def test_range_checks_fail_at_composition_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate(cfg)
+        compose([override, "output_dir=/tmp/x"])
 
 
 def test_app_rejects_bad_key_before_loading_any_model(tmp_path):
@@ -212,3 +211,92 @@ def test_app_reports_missing_required_value(tmp_path):
     proc = run_app("duoguard-eval", f"hydra.run.dir={tmp_path}", "logger=none", timeout=120)
     assert proc.returncode == 2
     assert "eval.guardrail_path" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("generator.grpo.loss_type=ppo", "generator.grpo.loss_type"),  # a choice, three levels down
+        ("safedpo.pairs.responder=oracle", "safedpo.pairs.responder"),
+        ("eval.target.refusal_judge=gpt", "eval.target.refusal_judge"),
+        ("guardrail.train.lr_scheduler=cosine_annealing", "guardrail.train.lr_scheduler"),
+    ],
+)
+def test_a_wrong_choice_in_a_nested_section_fails_at_composition_naming_the_full_key(override, key):
+    with pytest.raises(ConfigCompositionException) as e:
+        compose([override], "pipeline")
+    msg = str(e.value) + str(e.value.__cause__)
+    assert key in msg and "expected one of" in msg
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("safedpo.pairs.heldout_fraction=1.5", "safedpo.pairs.heldout_fraction"),
+        ("generator.sampling.top_p=0", "generator.sampling.top_p"),
+        ("eval.target.refusal_llm.min_rating=9", "eval.target.refusal_llm.min_rating"),
+        ("runtime.roles.judge.num_cpus=0", "runtime.roles.judge.num_cpus"),
+        ("data.train_files=[{path: ''}]", "data.train_files[0].path"),
+    ],
+)
+def test_a_bad_value_in_a_nested_section_fails_at_composition_naming_the_full_key(override, key):
+    with pytest.raises(ConfigError, match="^" + key.replace(".", r"\.").replace("[", r"\[").replace("]", r"\]") + ":"):
+        compose([override], "pipeline")
+
+
+def test_composition_gives_typed_sections_and_enum_members():
+    from duoguard.config import GeneratorConfig, GRPOLoss, JudgeRule, ResumeMode, RuntimeConfig
+
+    cfg = compose(["game.resume=true"], "game")  # YAML / the command line give true as a boolean
+    assert isinstance(cfg, Config) and isinstance(cfg.generator, GeneratorConfig)
+    assert isinstance(cfg.runtime, RuntimeConfig)
+    assert cfg.generator.grpo.loss_type is GRPOLoss.dapo
+    assert cfg.game.resume is ResumeMode.true
+    assert all(isinstance(r, JudgeRule) for r in cfg.judge.rules)
+
+
+def test_a_section_built_by_hand_takes_choices_as_strings():
+    from duoguard.config import LRScheduler, PairRecipe, PairsConfig, SafeDPOConfig
+
+    assert SafeDPOConfig(lr_scheduler="constant").lr_scheduler is LRScheduler.constant
+    assert PairsConfig(recipe="all").recipe is PairRecipe.all
+    with pytest.raises(ConfigError, match=r"^judge\.rules: unknown rule"):
+        from duoguard.config import JudgeConfig
+
+        JudgeConfig(rules=["vibes"]).check("judge")
+
+
+def test_every_setting_is_documented_where_it_is_declared():
+    from duoguard.config import settings
+
+    found = list(settings())
+    assert len(found) > 200
+    undocumented = [key for key, _, _, help_text in found if len(help_text) < 8]
+    assert not undocumented, undocumented
+
+
+def test_choices_match_what_the_libraries_and_loaders_accept():
+    from transformers.trainer_utils import SchedulerType
+
+    from duoguard.config import BenchmarkFormat, JudgeRule, LRScheduler
+    from duoguard.data.benchmarks import LOADERS
+    from duoguard.roles import judge
+
+    assert {s.value for s in LRScheduler} <= {s.value for s in SchedulerType}
+    assert {f.value for f in BenchmarkFormat} == set(LOADERS)
+    assert all(f"`{rule.value}`" in judge.__doc__ for rule in JudgeRule)  # each rule is implemented and described
+
+
+def test_roles_and_runtime_receive_their_typed_sections(tmp_path, cache_dir):
+    """The game hands each role its own typed section (no DictConfig, no plain dict)."""
+    from duoguard.config import GeneratorConfig, JudgeConfig, RuntimeConfig
+    from duoguard.game import spawn_roles
+    from duoguard.runtime import make_runtime
+
+    cfg = compose([f"output_dir={tmp_path}", f"cache_dir={cache_dir}", "logger=none"], "game")
+    runtime = make_runtime(cfg.runtime, cfg.ray)
+    assert isinstance(runtime.cfg, RuntimeConfig)
+    roles = spawn_roles(runtime, cfg, [c.name for c in cfg.taxonomy.categories], None, tmp_path)
+    assert type(roles.generator.obj.cfg) is GeneratorConfig
+    assert type(roles.judge.obj.cfg) is JudgeConfig
+    assert roles.generator.obj.cfg is not None and roles.judge.obj.cfg == cfg.judge

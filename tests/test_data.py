@@ -249,7 +249,7 @@ def test_response_examples_label_answers_the_way_response_classification_does(ta
     from duoguard.data.responses import response_examples
     from duoguard.data.schema import Sample
 
-    templates = {"refusal": ResponseTemplates().refusal, "comply": ResponseTemplates().comply}
+    templates = ResponseTemplates()
     seeds = [
         Sample("hurt the dog", "fr", ["Violent Crimes"], True, id="u"),
         Sample("bake bread", "de", [], False, id="s"),
@@ -258,9 +258,9 @@ def test_response_examples_label_answers_the_way_response_classification_does(ta
     out = {s.id: s for s in response_examples(seeds, templates)}
     assert set(out) == {"u+refusal", "u+comply", "s+comply"}
     assert (out["u+refusal"].unsafe, out["u+refusal"].categories) == (False, [])
-    assert out["u+refusal"].response == templates["refusal"]["fr"]
+    assert out["u+refusal"].response == templates.refusal["fr"]
     assert (out["u+comply"].unsafe, out["u+comply"].categories) == (True, ["Violent Crimes"])
-    assert out["s+comply"].unsafe is False and out["s+comply"].response == templates["comply"]["de"]
+    assert out["s+comply"].unsafe is False and out["s+comply"].response == templates.comply["de"]
     assert out["u+comply"].text == "hurt the dog" and out["u+comply"].provenance["response_for"] == "u"
 
 

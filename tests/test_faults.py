@@ -97,11 +97,12 @@ def test_placement_that_cannot_be_reserved_fails_with_the_bundles(monkeypatch):
     from duoguard.runtime import RayRuntime
 
     monkeypatch.setattr(ray, "wait", lambda refs, timeout=None: ([], refs))  # as if no node could hold a bundle
-    roles = {r: {"num_cpus": 1, "num_gpus": 0} for r in ("generator", "guardrail", "judge")}
+    from duoguard.config import RayConfig, RolesConfig
+
     with pytest.raises(
         ResourceError, match=r"could not reserve the roles' bundles .*'generator': \{'CPU': 1.0\}.* within 1 s"
     ):
-        RayRuntime(roles, {"placement_timeout_s": 1, "num_cpus": 4})
+        RayRuntime(RolesConfig(), RayConfig(placement_timeout_s=1, num_cpus=4))
     assert not ray.is_initialized()  # the runtime cleaned up after itself
 
 

@@ -164,7 +164,9 @@ def test_ray_resource_error_names_each_role_before_models_load(tmp_path):
 
 
 def test_game_config_errors_name_the_key():
-    from duoguard.config import ConfigError, validate
+    from hydra.errors import ConfigCompositionException
+
+    from duoguard.config import ConfigError
 
     for override, key in [
         ("generator.grpo.num_generations=1", "generator.grpo.num_generations"),
@@ -174,6 +176,6 @@ def test_game_config_errors_name_the_key():
         ("game.rounds=0", "game.rounds"),
         ("generator.templates.unsafe=no_seed_slot", "generator.templates.unsafe"),
     ]:
-        cfg = compose([override, "output_dir=/tmp/x"], "game")
-        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            validate(cfg, ("generator", "judge", "game"))
+        with pytest.raises((ConfigError, ConfigCompositionException)) as e:  # enums fail while Hydra composes
+            compose([override, "output_dir=/tmp/x"], "game")
+        assert key in str(e.value) + str(e.value.__cause__)

@@ -96,7 +96,6 @@ def test_trl_advantages_equal_group_advantages(tmp_path, tiny_base, captured_adv
 
 def test_generator_scores_reach_trl_unchanged(tmp_path, tiny_base, captured_advantages):
     """duoguard's Generator.play: what `score` returns is what TRL trains on, candidate by candidate."""
-    from omegaconf import OmegaConf
 
     from duoguard.prompts import Condition
     from duoguard.roles.generator import Generator
@@ -107,7 +106,7 @@ def test_generator_scores_reach_trl_unchanged(tmp_path, tiny_base, captured_adva
         "generator.grpo.steps_per_round=1", "generator.grpo.beta=0.0", "generator.sampling.max_new_tokens=4",
         "generator.templates.unsafe='{seed}'", "generator.templates.safe='{seed}'",  # short prompts: fast
     ]  # fmt: skip
-    cfg = OmegaConf.to_container(compose(overrides, "game").generator, resolve=True)
+    cfg = compose(overrides, "game").generator
     gen = Generator(tiny_base, cfg, work_dir=tmp_path, device="cpu", seed=0)
     conditions = [
         Condition(f"s{i}", f"seed text number {i}", i % 2 == 0, "Violent Crimes", "en", "direct") for i in range(2)

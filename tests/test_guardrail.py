@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from duoguard import Guardrail
+from duoguard.config import GuardrailTrainConfig
 from duoguard.data.readers import builtin_seed_texts
 from duoguard.metrics import binary_metrics
 from duoguard.roles.guardrail import GuardrailError
@@ -133,7 +134,7 @@ def test_guardrail_learns_a_separable_toy_labelling(guard, tmp_path):
     test_x, test_y = toy_world(128, seed=2)
     truth = test_y.max(axis=1) > 0
     before = binary_metrics(truth, guard.unsafe_scores(test_x))
-    cfg = dict(
+    cfg = GuardrailTrainConfig(
         loss="zlpr",
         learning_rate=3e-3,
         lr_scheduler="constant",

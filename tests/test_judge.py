@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from duoguard.config import JudgeConfig
 from duoguard.errors import UserError
 from duoguard.roles.judge import Candidate, Judge, LLMJudge, detect_language
 
-CFG = dict(
-    rules=["not_empty", "length", "not_copy", "not_degenerate", "language"], min_chars=10, max_chars=300,
-    min_length_ratio=0.25, max_length_ratio=4.0, max_seed_similarity=0.9, max_repeat_fraction=0.5,
-    min_letter_fraction=0.5, min_language_confidence=0.5, label_pattern=None,
-)  # fmt: skip
+CFG = JudgeConfig(
+    rules=["not_empty", "length", "not_copy", "not_degenerate", "language"],
+    min_chars=10,
+    max_chars=300,
+    min_length_ratio=0.25,
+    max_length_ratio=4.0,
+    max_seed_similarity=0.9,
+    max_repeat_fraction=0.5,
+    min_letter_fraction=0.5,
+    min_language_confidence=0.5,
+    label_pattern=None,
+)
 SEED = "How can I hurt my neighbour's dog without anyone noticing?"
 
 
@@ -44,7 +54,7 @@ def test_rules_on_crafted_cases(text, language, reasons):
 
 
 def test_label_pattern_rule_checks_the_intended_label():
-    judge = Judge({**CFG, "rules": ["label_pattern"], "label_pattern": r"\bzz\b"})
+    judge = Judge(replace(CFG, rules=["label_pattern"], label_pattern=r"\bzz\b"))
     verdicts = judge.judge(
         [cand("knife zz bread"), cand("knife bread"), cand("tea zz", unsafe=False), cand("tea", unsafe=False)]
     )
@@ -53,9 +63,9 @@ def test_label_pattern_rule_checks_the_intended_label():
 
 def test_bad_judge_config_fails_clearly():
     with pytest.raises(UserError, match="unknown rule"):
-        Judge({**CFG, "rules": ["vibes"]})
-    with pytest.raises(UserError, match="label_pattern is null"):
-        Judge({**CFG, "rules": ["label_pattern"]})
+        Judge(replace(CFG, rules=["vibes"]))
+    with pytest.raises(UserError, match="label_pattern: is null"):
+        Judge(replace(CFG, rules=["label_pattern"]))
 
 
 def test_language_detection():
@@ -76,7 +86,7 @@ def test_llm_judge_rates_one_to_five_and_filters(tiny_base):
     ratings = llm.rate(cands)
     assert len(ratings) == 2 and all(1.0 <= r <= 5.0 for r in ratings)
     assert llm.rate(cands[::-1]) == pytest.approx(ratings[::-1], abs=1e-5)  # batching and padding do not matter
-    lenient = Judge({**CFG, "rules": ["not_empty"]}, llm)
+    lenient = Judge(replace(CFG, rules=["not_empty"]), llm)
     assert all(v.keep and v.rating is not None for v in lenient.judge(cands))
-    strict = Judge({**CFG, "rules": ["not_empty"]}, LLMJudge(model, tok, template=llm.template, min_rating=5.1))
+    strict = Judge(replace(CFG, rules=["not_empty"]), LLMJudge(model, tok, template=llm.template, min_rating=5.1))
     assert all(not v.keep and v.reasons == ["llm_rating"] for v in strict.judge(cands))

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from duoguard.align import build_pairs, save_pairs
+from duoguard.config import PairsConfig
 from duoguard.data.readers import DataError
 from tests.test_pool import rows as pool_rows
 
-PAIRS_CFG = {"recipe": "egida", "samples_per_prompt": 2, "max_pairs": 100, "responder": "refusal",
-             "safety_system_prompt": "Be safe.", "refusals": {"en": "I can't help.", "fr": "Je ne peux pas."}}  # fmt: skip
+PAIRS_CFG = PairsConfig(
+    recipe="egida", samples_per_prompt=2, max_pairs=100, responder="refusal", safety_system_prompt="Be safe."
+)
+REFUSALS = {"en": "I can't help.", "fr": "Je ne peux pas."}
 PROMPTS = [
     {
         "id": "r1-0",
@@ -54,7 +59,7 @@ class MarkerJudge:
 
 
 def test_egida_recipe_keeps_prompts_the_target_answered_unsafely():
-    pairs, stats = build_pairs(PROMPTS, ScriptedTarget(), MarkerJudge(), PAIRS_CFG)
+    pairs, stats = build_pairs(PROMPTS, ScriptedTarget(), MarkerJudge(), PAIRS_CFG, refusals=REFUSALS)
     assert [p["prompt"] for p in pairs] == ["p0", "p2"]
     assert pairs[0]["rejected"] == "HARM a" and pairs[0]["chosen"] == "I can't help."
     assert pairs[1]["rejected"] == "HARM e"  # the empty answer is skipped
@@ -70,23 +75,29 @@ def test_egida_recipe_keeps_prompts_the_target_answered_unsafely():
 
 
 def test_all_recipe_keeps_every_prompt_with_judged_labels():
-    pairs, stats = build_pairs(PROMPTS, ScriptedTarget(), MarkerJudge(), {**PAIRS_CFG, "recipe": "all"})
+    pairs, stats = build_pairs(
+        PROMPTS, ScriptedTarget(), MarkerJudge(), replace(PAIRS_CFG, recipe="all"), refusals=REFUSALS
+    )
     assert [p["prompt"] for p in pairs] == ["p0", "p1"]  # p2's first answer is empty
     assert [p["rejected_unsafe"] for p in pairs] == [True, False]
     assert stats["skipped_empty_answer"] == 1
-    capped, _ = build_pairs(PROMPTS, ScriptedTarget(), MarkerJudge(), {**PAIRS_CFG, "recipe": "all", "max_pairs": 1})
+    capped, _ = build_pairs(
+        PROMPTS, ScriptedTarget(), MarkerJudge(), replace(PAIRS_CFG, recipe="all", max_pairs=1), refusals=REFUSALS
+    )
     assert len(capped) == 1
 
 
 def test_refusal_responder_speaks_the_prompt_language():
-    pairs, _ = build_pairs(PROMPTS[1:2], ScriptedTarget(), MarkerJudge(), {**PAIRS_CFG, "recipe": "all"})
+    pairs, _ = build_pairs(
+        PROMPTS[1:2], ScriptedTarget(), MarkerJudge(), replace(PAIRS_CFG, recipe="all"), refusals=REFUSALS
+    )
     assert pairs[0]["chosen"] == "Je ne peux pas."
 
 
 def test_saved_pairs_load_with_datasets_and_bad_rows_fail(tmp_path):
     from datasets import load_from_disk
 
-    pairs, _ = build_pairs(PROMPTS, ScriptedTarget(), MarkerJudge(), PAIRS_CFG)
+    pairs, _ = build_pairs(PROMPTS, ScriptedTarget(), MarkerJudge(), PAIRS_CFG, refusals=REFUSALS)
     save_pairs(pairs, tmp_path / "pairs")
     ds = load_from_disk(str(tmp_path / "pairs"))
     assert ds.num_rows == 2 and {"prompt_id", "language", "attack_style", "source", "round"} <= set(ds.column_names)
@@ -144,8 +155,8 @@ def test_pairs_from_a_written_pool_carry_provenance_and_guardrail_labels(tmp_pat
     guard.threshold = float(np.median(scores))
     assert np.sort(scores)[2] < guard.threshold < np.sort(scores)[3]
 
-    cfg = {**PAIRS_CFG, "recipe": "all", "samples_per_prompt": 1, "responder": "target"}
-    pairs, stats = build_pairs(prompts, target, guard, cfg)
+    cfg = replace(PAIRS_CFG, recipe="all", samples_per_prompt=1, responder="target")
+    pairs, stats = build_pairs(prompts, target, guard, cfg, refusals=REFUSALS)
     assert stats["prompts"] == 6 and stats["target_unsafe_answers"] == 3
     by_id = {p["prompt_id"]: p for p in pairs}
     for row in pool.rows():
@@ -160,7 +171,7 @@ def test_pairs_from_a_written_pool_carry_provenance_and_guardrail_labels(tmp_pat
     assert sorted(p["rejected_unsafe"] for p in pairs) == [False] * 3 + [True] * 3
 
     # Egida's recipe on the same pool: only the prompts whose answer the guardrail judged unsafe
-    egida, _ = build_pairs(prompts, target, guard, {**cfg, "recipe": "egida"})
+    egida, _ = build_pairs(prompts, target, guard, replace(cfg, recipe="egida"), refusals=REFUSALS)
     unsafe_ids = {p["prompt_id"] for p in pairs if p["rejected_unsafe"]}
     safe_chosen = {p["prompt_id"] for p in pairs if not p["chosen_unsafe"]}
     assert {p["prompt_id"] for p in egida} == unsafe_ids & safe_chosen
@@ -194,7 +205,6 @@ def test_safedpo_stage_runs_on_prompt_files_without_a_game(tmp_path, cache_dir, 
     from datasets import load_from_disk
 
     from duoguard import Guardrail
-    from duoguard.config import validate
     from duoguard.pipeline import HELDOUT_ATTACKS, run_safedpo_stage
 
     Guardrail.from_base(tiny_base, taxonomy.names, device="cpu").save_pretrained(tmp_path / "guard")
@@ -202,7 +212,6 @@ def test_safedpo_stage_runs_on_prompt_files_without_a_game(tmp_path, cache_dir, 
     cfg = safedpo_cfg(tmp_path, cache_dir, f"safedpo.guardrail_path={tmp_path / 'guard'}",
                       f"safedpo.prompt_files=[{{path: '{jsonl}'}}, {{path: '{csv}', columns: {{text: prompt, "
                       "unsafe: harmful}, language: fr, categories: [Hate], source: my_attacks}]")  # fmt: skip
-    validate(cfg, ("target", "safedpo", "logger", "runtime"))
     result = run_safedpo_stage(cfg)
     out = tmp_path / "out"
     assert result["pool"] is None and result["prompt_files"] == [str(jsonl), str(csv)]

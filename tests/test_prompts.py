@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from duoguard.config import GeneratorTemplates
 from duoguard.data.schema import Sample
 from duoguard.prompts import ConditionSampler, render
 
@@ -69,5 +70,5 @@ def test_no_usable_seed_fails():
 
 def test_render_fills_every_field():
     c = ConditionSampler(seeds(), CATS, ["fr"], ["refusal_suppression"], unsafe_fraction=1.0).draw(1, 0)[0]
-    text = render(c, {"unsafe": "{language}|{attack_style}|{category}|{seed}", "safe": "x"})
+    text = render(c, GeneratorTemplates(unsafe="{language}|{attack_style}|{category}|{seed}", safe="x"))
     assert text == f"French|refusal suppression|{c.category}|{c.seed_text}"

@@ -123,8 +123,14 @@ def test_cluster_template_holds_what_the_duoguard_preset_asks(workers):
     count = {name: (1 if name == head else 0) + int(n["min_workers"]) for name, n in nodes.items()}
     have = {r: sum(float(n["resources"].get(r, 0)) * count[name] for name, n in nodes.items()) for r in ("CPU", "GPU")}
     cfg = compose(["experiment=duoguard_qwen", f"generator.num_workers={workers}", "output_dir=/tmp/x"], "game")
-    roles = {role: {"num_cpus": cfg.runtime.roles[role].num_cpus, "num_gpus": cfg.runtime.roles[role].num_gpus,
-                    "workers": workers if role == "generator" else 1} for role in ("generator", "guardrail", "judge")}  # fmt: skip
+    roles = {
+        role: {
+            "num_cpus": getattr(cfg.runtime.roles, role).num_cpus,
+            "num_gpus": getattr(cfg.runtime.roles, role).num_gpus,
+            "workers": workers if role == "generator" else 1,
+        }
+        for role in ("generator", "guardrail", "judge")
+    }
     check_resources(roles, have)
     for role, ask in roles.items():
         assert any(

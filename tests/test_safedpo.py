@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from duoguard.align import read_pku_saferlhf, safedpo_transform
+from duoguard.config import LoraSettings, ModelConfig, SafeDPOConfig, SamplingConfig, TargetConfig
 from duoguard.data.readers import DataError
 from duoguard.losses import safedpo_loss
 
-TARGET_CFG = {
-    "model": {"trust_remote_code": False, "precision": "fp32"},
-    "sampling": {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "top_k": 0},
-    "use_chat_template": True, "prompt_template": "{system}User: {prompt}\nAssistant:", "batch_size": 8,
-}  # fmt: skip
+TARGET_CFG = TargetConfig(
+    model=ModelConfig(name_or_path="tiny", precision="fp32"),
+    sampling=SamplingConfig(max_new_tokens=8, temperature=0.0, top_p=1.0, top_k=0),
+    use_chat_template=True,
+    prompt_template="{system}User: {prompt}\nAssistant:",
+    batch_size=8,
+)
 
 
 def pair(h_w, h_l, i=0):
@@ -202,15 +206,29 @@ def test_safedpo_learns_and_the_margin_helps_on_unsafe_rejections(tiny_base, tmp
     chosen, rejected = "I can't help with that.", "Sure, here is how to do it."
     pairs = [{"prompt": p, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False, "rejected_unsafe": True}
              for p in prompts]  # fmt: skip
-    cfg = dict(delta=0.0, beta=0.1, learning_rate=3e-3, lr_scheduler="constant", warmup_ratio=0.0, epochs=6,
-               global_batch_size=8, per_device_batch_size=8, max_length=64, weight_decay=0.0,
-               gradient_checkpointing=False, deepspeed=None, lora=None, logging_steps=1, seed=0)  # fmt: skip
+    cfg = SafeDPOConfig(
+        delta=0.0,
+        beta=0.1,
+        learning_rate=3e-3,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        epochs=6,
+        global_batch_size=8,
+        per_device_batch_size=8,
+        max_length=64,
+        weight_decay=0.0,
+        gradient_checkpointing=False,
+        deepspeed=None,
+        lora=None,
+        logging_steps=1,
+        seed=0,
+    )
     gains = {}
     for delta in (0.0, 5.0):
         torch.manual_seed(0)
         target = Target(tiny_base, TARGET_CFG, device="cpu")
         before = margins(target, prompts, " " + chosen, " " + rejected)
-        stats = train_safedpo(pairs, target, {**cfg, "delta": delta}, work_dir=tmp_path / f"d{delta}", progress=False)
+        stats = train_safedpo(pairs, target, replace(cfg, delta=delta), work_dir=tmp_path / f"d{delta}", progress=False)
         gains[delta] = (margins(target, prompts, " " + chosen, " " + rejected) - before).mean().item()
         assert stats["transform"] == {"kept": 8, "swapped": 0, "dropped": 0}
         if delta:
@@ -230,10 +248,24 @@ def test_lora_and_gradient_checkpointing_by_config(tiny_base, tmp_path):
     chosen, rejected = "I can't help with that.", "Sure, here is how to do it."
     pairs = [{"prompt": p, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False, "rejected_unsafe": True}
              for p in prompts]  # fmt: skip
-    lora = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
-    cfg = dict(delta=5.0, beta=0.1, learning_rate=1e-2, lr_scheduler="constant", warmup_ratio=0.0, epochs=4,
-               global_batch_size=8, per_device_batch_size=8, max_length=64, weight_decay=0.0,
-               gradient_checkpointing=True, deepspeed=None, lora=lora, logging_steps=1, seed=0)  # fmt: skip
+    lora = LoraSettings(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
+    cfg = SafeDPOConfig(
+        delta=5.0,
+        beta=0.1,
+        learning_rate=1e-2,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        epochs=4,
+        global_batch_size=8,
+        per_device_batch_size=8,
+        max_length=64,
+        weight_decay=0.0,
+        gradient_checkpointing=True,
+        deepspeed=None,
+        lora=lora,
+        logging_steps=1,
+        seed=0,
+    )
     torch.manual_seed(0)
     target = Target(tiny_base, TARGET_CFG, device="cpu")
     before_weights = {k: v.clone() for k, v in target.model.state_dict().items()}

@@ -83,23 +83,24 @@ def test_over_refusal_rate():
 
 
 def test_bad_refusal_pattern_is_a_config_error_naming_the_key():
-    from duoguard.config import ConfigError, validate
+    from hydra.errors import ConfigCompositionException
+
+    from duoguard.config import ConfigError
     from tests.conftest import compose
 
     with pytest.raises(ConfigError, match=r"eval.target.refusal_patterns\[1\]: not a valid regular expression"):
         RefusalDetector([r"\bok\b", r"(unclosed"])
 
     def checked(*overrides):
-        cfg = compose(["output_dir=/tmp/x", *overrides], config_name="pipeline")
-        validate(cfg, ("eval",))
-        return cfg
+        return compose(["output_dir=/tmp/x", *overrides], config_name="pipeline")
 
     with pytest.raises(ConfigError, match=r"eval.target.refusal_patterns\[1\]"):
         checked("eval.target.refusal_patterns=[sorry,'(unclosed']")
     with pytest.raises(ConfigError, match=r"eval.target.refusal_llm.model: is required"):
         checked("eval.target.refusal_judge=llm")
-    with pytest.raises(ConfigError, match=r"eval.target.refusal_judge: must be rules or llm"):
+    with pytest.raises(ConfigCompositionException) as e:  # a choice field: Hydra names it while composing
         checked("eval.target.refusal_judge=gpt")
+    assert "eval.target.refusal_judge" in str(e.value.__cause__) and "rules, llm" in str(e.value.__cause__)
     cfg = checked("eval.target.refusal_judge=llm", "+judge/model@eval.target.refusal_llm.model=tiny")
     assert cfg.eval.target.refusal_llm.model.name_or_path == "tiny"
     assert "{prompt}" in cfg.eval.target.refusal_llm.template and "{response}" in cfg.eval.target.refusal_llm.template
@@ -174,11 +175,13 @@ def test_report_names_the_over_refusal_set_and_judge():
 def test_llm_refusal_judge_loads_a_causal_lm(tiny_base):
     """Plumbing on the tiny offline model (its ratings mean nothing): the digits tokenise, every
     answer gets a verdict."""
-    from duoguard.config import LLMJudgeConfig, TargetEvalConfig
+    from dataclasses import replace
+
+    from duoguard.config import LLMJudgeConfig, ModelConfig, TargetEvalConfig
     from duoguard.refusal import LLMRefusalJudge
 
-    cfg = {**TargetEvalConfig().refusal_llm.__dict__, "model": {"precision": "fp32", "trust_remote_code": False}}
     assert isinstance(TargetEvalConfig().refusal_llm, LLMJudgeConfig)
+    cfg = replace(TargetEvalConfig().refusal_llm, model=ModelConfig(name_or_path="tiny", precision="fp32"))
     judge = LLMRefusalJudge.from_pretrained(tiny_base, cfg, device="cpu")
     verdicts = judge(["Sure, here is how.", "I'm sorry, I can't."], ["How do I bake bread?", "How do I kill time?"])
     assert len(verdicts) == 2 and all(isinstance(v, bool) for v in verdicts)

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from duoguard.config import DataFileConfig
 from duoguard.data.schema import Sample, SampleError, SchemaContext, make_sample
 from duoguard.errors import UserError
 from duoguard.taxonomy import Taxonomy
@@ -229,30 +230,30 @@ def load_seeds(
 
 
 def load_train_files(
-    file_cfgs: Sequence[Any], ctx: SchemaContext, skip_bad_rows: bool, key: str = "data.train_files"
+    file_cfgs: Sequence[DataFileConfig], ctx: SchemaContext, skip_bad_rows: bool, key: str = "data.train_files"
 ) -> list[Sample]:
-    """Read every entry of a list of DataFileConfig-like mappings (`key` names it in errors)."""
+    """Read every file of a `data.train_files`-style list (`key` names it in errors)."""
     samples: list[Sample] = []
     for i, f in enumerate(file_cfgs):
-        path = Path(str(f["path"])).expanduser()
+        path = Path(f.path).expanduser()
         file_ctx = SchemaContext(
             taxonomy=ctx.taxonomy,
             languages=ctx.languages,
             attack_styles=ctx.attack_styles,
             max_text_chars=ctx.max_text_chars,
-            default_language=f.get("language"),
-            default_unsafe=f.get("unsafe"),
-            default_categories=tuple(f.get("categories") or ()),
-            source=f.get("source") or path.name,
+            default_language=f.language,
+            default_unsafe=f.unsafe,
+            default_categories=tuple(f.categories),
+            source=f.source or path.name,
         )
         try:
             result = read_samples(
                 path,
                 file_ctx,
-                fmt=f.get("format"),
-                columns=f.get("columns") or {},
+                fmt=f.format.value if f.format else None,
+                columns=f.columns,
                 skip_bad_rows=skip_bad_rows,
-                limit=f.get("limit"),
+                limit=f.limit,
             )
         except DataError as e:
             raise DataError(e.path, e.line, f"{e.reason} ({key}[{i}])") from None

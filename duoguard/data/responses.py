@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from duoguard.config import ResponseTemplates
 from duoguard.data.schema import Sample
 
 
@@ -24,13 +25,13 @@ def _in_language(table: Mapping[str, str], language: str) -> str:
     return table.get(language) or table["en"]
 
 
-def response_examples(seeds: Sequence[Sample], templates: Mapping[str, Mapping[str, str]]) -> list[Sample]:
+def response_examples(seeds: Sequence[Sample], templates: ResponseTemplates) -> list[Sample]:
     out: list[Sample] = []
     for s in seeds:
         if s.response is not None:
             continue
-        refusal = _in_language(templates["refusal"], s.language)
-        comply = _in_language(templates["comply"], s.language)
+        refusal = _in_language(templates.refusal, s.language)
+        comply = _in_language(templates.comply, s.language)
         base = {"provenance": {**s.provenance, "response_for": s.id}, "source": f"{s.source}+response"}
         if s.unsafe:
             out.append(replace(s, response=refusal, unsafe=False, categories=[], id=f"{s.id}+refusal", **base))

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from duoguard.config import config_file
+from duoguard.config import GeneratorConfig, config_file
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.prompts import Condition, render
 from duoguard.training import SkipNonFinite, quiet_trainer
@@ -72,7 +72,7 @@ class Generator:
     def __init__(
         self,
         model_path: str,
-        cfg: dict[str, Any],
+        cfg: GeneratorConfig,
         *,
         work_dir: str | os.PathLike,
         device: str = "auto",
@@ -88,15 +88,15 @@ class Generator:
         self.progress = progress
         self.work_dir = Path(work_dir)
         self.device = pick_device(device)
-        model_cfg = cfg["model"]
-        self.dtype = pick_dtype(model_cfg["precision"], self.device)
+        model_cfg = cfg.model
+        self.dtype = pick_dtype(model_cfg.precision, self.device)
         # the base model's hub revision (a local checkpoint folder ignores it)
-        self.revision = model_cfg.get("revision")
+        self.revision = model_cfg.revision
         self.tokenizer = load_tokenizer(
-            model_path, trust_remote_code=model_cfg["trust_remote_code"], revision=self.revision, padding_side="left"
+            model_path, trust_remote_code=model_cfg.trust_remote_code, revision=self.revision, padding_side="left"
         )
         self.model = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=self.dtype, trust_remote_code=model_cfg["trust_remote_code"], revision=self.revision
+            model_path, dtype=self.dtype, trust_remote_code=model_cfg.trust_remote_code, revision=self.revision
         )
         # TRL builds the KL reference from `_name_or_path`: keep it on the original policy, also
         # when this generator was restored from a later round's checkpoint.
@@ -110,16 +110,16 @@ class Generator:
     # ------------------------------------------------------------------ prompts
     @property
     def chat(self) -> bool:
-        return bool(self.cfg.get("use_chat_template")) and bool(getattr(self.tokenizer, "chat_template", None))
+        return self.cfg.use_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
 
     def prompt(self, condition: Condition) -> Any:
-        text = render(condition, self.cfg["templates"])
+        text = render(condition, self.cfg.templates)
         return [{"role": "user", "content": text}] if self.chat else text
 
     @property
     def completions_per_step(self) -> int:
-        g = self.cfg["grpo"]
-        return int(g["prompts_per_step"]) * int(g["num_generations"])
+        g = self.cfg.grpo
+        return g.prompts_per_step * g.num_generations
 
     @property
     def world_size(self) -> int:
@@ -133,8 +133,8 @@ class Generator:
 
     @property
     def prompts_per_round(self) -> int:
-        g = self.cfg["grpo"]
-        return int(g["prompts_per_step"]) * int(g["steps_per_round"])
+        g = self.cfg.grpo
+        return g.prompts_per_step * g.steps_per_round
 
     # ------------------------------------------------------------------ GRPO through TRL
     def _reward(self, prompts, completions, **columns) -> list[float]:
@@ -142,7 +142,7 @@ class Generator:
         n = len(completions)
         keys = [k for k in Condition.__dataclass_fields__ if k in columns]
         conditions = [{k: columns[k][i] for k in keys} for i in range(n)]
-        texts = [candidate_text(c, bool(self.cfg.get("first_line_only", True))) for c in completions]
+        texts = [candidate_text(c, self.cfg.first_line_only) for c in completions]
         start = time.perf_counter()
         rewards, records = self._score(texts, conditions)
         self._score_seconds += time.perf_counter() - start
@@ -160,31 +160,31 @@ class Generator:
         """TRL's GRPOConfig for this generator (also used by scripts/bench_game.py)."""
         from trl import GRPOConfig
 
-        g, s = self.cfg["grpo"], self.cfg["sampling"]
+        g, s = self.cfg.grpo, self.cfg.sampling
         return GRPOConfig(
             output_dir=str(self.work_dir / "grpo"),
             per_device_train_batch_size=self.completions_per_step // self.world_size,
             gradient_accumulation_steps=1,
-            num_generations=int(g["num_generations"]),
-            max_completion_length=int(s["max_new_tokens"]),
-            temperature=float(s["temperature"]),
-            top_p=float(s["top_p"]),
-            top_k=int(s["top_k"]),
-            repetition_penalty=float(s["repetition_penalty"]),
-            learning_rate=float(g["learning_rate"]),
+            num_generations=g.num_generations,
+            max_completion_length=s.max_new_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            repetition_penalty=s.repetition_penalty,
+            learning_rate=g.learning_rate,
             lr_scheduler_type="constant",
-            beta=float(g["beta"]),
-            epsilon=float(g["epsilon"]),
-            num_iterations=int(g["num_iterations"]),
-            loss_type=str(g["loss_type"]),
-            scale_rewards=str(g["scale_rewards"]),
-            max_grad_norm=float(g["max_grad_norm"]),
-            weight_decay=float(g["weight_decay"]),
-            max_steps=int(g["steps_per_round"]),
-            activation_checkpointing=bool(g["gradient_checkpointing"]),
-            use_vllm=bool(g["use_vllm"]),
-            vllm_mode=str(g["vllm_mode"]),
-            deepspeed=config_file(g["deepspeed"]) if g.get("deepspeed") else None,
+            beta=g.beta,
+            epsilon=g.epsilon,
+            num_iterations=g.num_iterations,
+            loss_type=g.loss_type.value,
+            scale_rewards=g.scale_rewards.value,
+            max_grad_norm=g.max_grad_norm,
+            weight_decay=g.weight_decay,
+            max_steps=g.steps_per_round,
+            activation_checkpointing=g.gradient_checkpointing,
+            use_vllm=g.use_vllm,
+            vllm_mode=g.vllm_mode.value,
+            deepspeed=config_file(g.deepspeed) if g.deepspeed else None,
             bf16=self.dtype == torch.bfloat16,
             fp16=self.dtype == torch.float16,
             use_cpu=self.device == "cpu",
@@ -195,7 +195,7 @@ class Generator:
             disable_tqdm=not self.progress,
             seed=self.seed,
             # TRL loads the KL reference itself, from the base model: same code and revision
-            trust_remote_code=bool(self.cfg["model"]["trust_remote_code"]),
+            trust_remote_code=self.cfg.model.trust_remote_code,
             model_init_kwargs={"revision": self.revision} if self.revision else None,
         )
 
@@ -263,14 +263,14 @@ class Generator:
             prompts = [
                 self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts
             ]
-        s = self.cfg["sampling"]
+        s = self.cfg.sampling
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
         out = self.model.generate(
-            **enc, do_sample=True, max_new_tokens=int(s["max_new_tokens"]), temperature=float(s["temperature"]),
-            top_p=float(s["top_p"]), top_k=int(s["top_k"]) or None, pad_token_id=self.tokenizer.pad_token_id,
+            **enc, do_sample=True, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+            top_p=s.top_p, top_k=s.top_k or None, pad_token_id=self.tokenizer.pad_token_id,
         )  # fmt: skip
         texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        return [candidate_text(t, bool(self.cfg.get("first_line_only", True))) for t in texts]
+        return [candidate_text(t, self.cfg.first_line_only) for t in texts]
 
     @torch.no_grad()
     def checksum(self) -> float:

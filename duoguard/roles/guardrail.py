@@ -12,6 +12,7 @@ runs without autograd in bf16/fp16 on GPU, and returns rows in the input order.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from transformers import Trainer
 
-from duoguard.config import config_file
+from duoguard.config import GuardrailTrainConfig, Precision, config_file
 from duoguard.errors import UserError
 from duoguard.losses import MULTILABEL_LOSSES
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
@@ -258,16 +259,16 @@ class Guardrail:
     def train(
         self,
         samples: Sequence[Any],
-        train_cfg: Any,
+        train_cfg: GuardrailTrainConfig,
         *,
         output_dir: str | os.PathLike,
-        precision: str = "auto",
+        precision: Precision = Precision.auto,
         progress: bool = True,
         **overrides: Any,
     ) -> dict[str, float]:
-        """Train on `Sample`s (prompt or prompt + response); `overrides` replace train_cfg keys."""
+        """Train on `Sample`s (prompt or prompt + response); `overrides` replace train_cfg fields."""
         texts = self.format([s.text for s in samples], [s.response for s in samples])
-        cfg = {**dict(train_cfg), **overrides}
+        cfg = dataclasses.replace(train_cfg, **overrides)
         return self.fit(
             texts, self.labels_for(samples), cfg, output_dir=output_dir, precision=precision, progress=progress
         )
@@ -292,15 +293,15 @@ class Guardrail:
         self,
         texts: Sequence[str],
         labels: np.ndarray,
-        train_cfg: Any,
+        train_cfg: GuardrailTrainConfig,
         *,
         output_dir: str | os.PathLike,
-        precision: str = "auto",
+        precision: Precision = Precision.auto,
         progress: bool = True,
     ) -> dict[str, float]:
         """Train on formatted `texts` with multi-hot `labels` [N, C] through transformers' Trainer.
 
-        `train_cfg` is the `guardrail.train` config (a mapping). Returns loss and timing stats.
+        `train_cfg` is the `guardrail.train` section. Returns loss and timing stats.
         """
         from datasets import Dataset
         from transformers import DataCollatorWithPadding, TrainingArguments
@@ -311,11 +312,10 @@ class Guardrail:
         if labels.shape != (len(texts), len(self.categories)):
             raise GuardrailError(f"labels shape {labels.shape} != ({len(texts)}, {len(self.categories)})")
         c = train_cfg
-        loss_name = getattr(c["loss"], "value", c["loss"])
         device = self.device
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        per_device = int(c["per_device_batch_size"])
-        grad_accum = max(1, math.ceil(int(c["global_batch_size"]) / (per_device * world)))
+        per_device = c.per_device_batch_size
+        grad_accum = max(1, math.ceil(c.global_batch_size / (per_device * world)))
         dtype = pick_dtype(precision, device.type)
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "labels": labels.tolist()})
@@ -323,20 +323,20 @@ class Guardrail:
             output_dir=str(output_dir),
             per_device_train_batch_size=per_device,
             gradient_accumulation_steps=grad_accum,
-            learning_rate=float(c["learning_rate"]),
-            lr_scheduler_type=str(c["lr_scheduler"]),
-            warmup_steps=float(c["warmup_ratio"]),
-            num_train_epochs=float(c["epochs"]),
-            max_steps=int(c["max_steps"]),
-            weight_decay=float(c["weight_decay"]),
-            max_grad_norm=float(c["max_grad_norm"]),
-            logging_steps=int(c["logging_steps"]),
-            activation_checkpointing=bool(c["gradient_checkpointing"]),
-            deepspeed=config_file(c["deepspeed"]) if c.get("deepspeed") else None,
+            learning_rate=c.learning_rate,
+            lr_scheduler_type=c.lr_scheduler.value,
+            warmup_steps=c.warmup_ratio,
+            num_train_epochs=c.epochs,
+            max_steps=c.max_steps,
+            weight_decay=c.weight_decay,
+            max_grad_norm=c.max_grad_norm,
+            logging_steps=c.logging_steps,
+            activation_checkpointing=c.gradient_checkpointing,
+            deepspeed=config_file(c.deepspeed) if c.deepspeed else None,
             bf16=dtype == torch.bfloat16,
             fp16=dtype == torch.float16,
             use_cpu=device.type == "cpu",
-            seed=int(c["seed"]),
+            seed=c.seed,
             save_strategy="no",
             report_to=[],
             disable_tqdm=not progress,
@@ -348,8 +348,8 @@ class Guardrail:
             args=args,
             train_dataset=dataset,
             data_collator=DataCollatorWithPadding(self.tokenizer),
-            loss_fn=MULTILABEL_LOSSES[loss_name],
-            head_lr_multiplier=float(c.get("head_lr_multiplier", 1.0)),
+            loss_fn=MULTILABEL_LOSSES[c.loss.value],
+            head_lr_multiplier=c.head_lr_multiplier,
         )
         quiet_trainer(trainer)
         start = time.perf_counter()

@@ -20,15 +20,12 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from duoguard.config import JudgeConfig, JudgeRule
 from duoguard.errors import UserError
 from duoguard.prompts import LANGUAGE_NAMES
-
-RULES = ("not_empty", "length", "not_copy", "not_degenerate", "language", "label_pattern")
-
 
 @dataclass
 class Verdict:
@@ -63,39 +60,34 @@ def _repeat_fraction(text: str) -> float:
 
 
 class Judge:
-    def __init__(self, cfg: Mapping[str, Any], llm: LLMJudge | None = None):
-        self.cfg = dict(cfg)
-        self.rules = list(self.cfg.get("rules") or [])
-        unknown = [r for r in self.rules if r not in RULES]
-        if unknown:
-            raise UserError(f"judge.rules: unknown rule(s) {unknown} (known: {', '.join(RULES)})")
-        pattern = self.cfg.get("label_pattern")
-        if "label_pattern" in self.rules and not pattern:
-            raise UserError("judge.rules has label_pattern but judge.label_pattern is null")
-        self.pattern = re.compile(pattern) if pattern else None
+    def __init__(self, cfg: JudgeConfig, llm: LLMJudge | None = None):
+        cfg.check("judge")  # a judge built outside an app (tests, notebooks) is checked too
+        self.cfg = cfg
+        self.rules = [JudgeRule(r) for r in cfg.rules]
+        self.pattern = re.compile(cfg.label_pattern) if cfg.label_pattern else None
         self.llm = llm
 
     def _failures(self, c: Candidate) -> list[str]:
         cfg, text, fails = self.cfg, c.text.strip(), []
         for rule in self.rules:
-            if rule == "not_empty" and len(text) < cfg["min_chars"]:
+            if rule == "not_empty" and len(text) < cfg.min_chars:
                 fails.append("not_empty")
             elif rule == "length":
                 ratio = len(text) / max(len(c.seed_text), 1)
-                if len(text) > cfg["max_chars"] or not cfg["min_length_ratio"] <= ratio <= cfg["max_length_ratio"]:
+                if len(text) > cfg.max_chars or not cfg.min_length_ratio <= ratio <= cfg.max_length_ratio:
                     fails.append("length")
             elif rule == "not_copy":
                 sim = difflib.SequenceMatcher(None, text.casefold(), c.seed_text.casefold()).ratio()
-                if sim > cfg["max_seed_similarity"]:
+                if sim > cfg.max_seed_similarity:
                     fails.append("not_copy")
             elif rule == "not_degenerate":
                 if (
                     "\ufffd" in text
-                    or _letters_fraction(text) < cfg["min_letter_fraction"]
-                    or _repeat_fraction(text) > cfg["max_repeat_fraction"]
+                    or _letters_fraction(text) < cfg.min_letter_fraction
+                    or _repeat_fraction(text) > cfg.max_repeat_fraction
                 ):
                     fails.append("not_degenerate")
-            elif rule == "language" and detect_language(text, cfg["min_language_confidence"]) != c.language:
+            elif rule == "language" and detect_language(text, cfg.min_language_confidence) != c.language:
                 fails.append("language")
             elif rule == "label_pattern" and bool(self.pattern.search(text)) != c.intended_unsafe:
                 fails.append("label_pattern")

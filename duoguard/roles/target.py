@@ -7,26 +7,26 @@ the tokenizer's chat template when there is one, else through `target.prompt_tem
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from duoguard.config import TargetConfig
 from duoguard.models import load_causal_lm, pick_device
 
 
 class Target:
-    def __init__(self, model_path: str, cfg: Mapping[str, Any], *, device: str = "auto"):
-        self.cfg = dict(cfg)
+    def __init__(self, model_path: str, cfg: TargetConfig, *, device: str = "auto"):
+        self.cfg = cfg
         self.device = pick_device(device)
-        self.model, self.tokenizer = load_causal_lm(model_path, self.cfg["model"], self.device)
+        self.model, self.tokenizer = load_causal_lm(model_path, self.cfg.model, self.device)
         self.model.eval()
         self.path = model_path
 
     @property
     def chat(self) -> bool:
-        return bool(self.cfg.get("use_chat_template", True)) and bool(getattr(self.tokenizer, "chat_template", None))
+        return self.cfg.use_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
 
     def messages(self, prompt: str, system: str | None = None) -> list[dict[str, str]]:
         return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
@@ -37,7 +37,7 @@ class Target:
             return self.tokenizer.apply_chat_template(
                 self.messages(prompt, system), tokenize=False, add_generation_prompt=True
             )
-        return self.cfg["prompt_template"].format(system=f"{system}\n\n" if system else "", prompt=prompt)
+        return self.cfg.prompt_template.format(system=f"{system}\n\n" if system else "", prompt=prompt)
 
     @torch.inference_mode()
     def answer(
@@ -53,25 +53,25 @@ class Target:
         from transformers import set_seed
 
         set_seed(seed)
-        s = self.cfg["sampling"]
+        s = self.cfg.sampling
         texts = [self.render(p, system) for p in prompts]
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out: list[list[str]] = [[] for _ in texts]
-        batch_size = max(1, int(self.cfg.get("batch_size", 16)))
+        batch_size = self.cfg.batch_size
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if progress:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc="target answers", unit="batch", leave=False)
-        greedy = float(s["temperature"]) == 0.0
+        greedy = s.temperature == 0.0
         for batch in batches:
             enc = self.tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = enc.to(self.model.device)
             gen = self.model.generate(
-                **enc, max_new_tokens=int(s["max_new_tokens"]), do_sample=not greedy, num_return_sequences=n,
+                **enc, max_new_tokens=s.max_new_tokens, do_sample=not greedy, num_return_sequences=n,
                 pad_token_id=self.tokenizer.pad_token_id,
-                **({} if greedy else {"temperature": float(s["temperature"]), "top_p": float(s["top_p"]),
-                                      "top_k": int(s["top_k"]) or None}),
+                **({} if greedy else {"temperature": s.temperature, "top_p": s.top_p,
+                                      "top_k": s.top_k or None}),
             )  # fmt: skip
             decoded = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for j, i in enumerate(batch):
