@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 FLOORS = {
     0: ["errors", "atomic"],
-    1: ["taxonomy", "config", "models", "losses", "metrics", "rewards", "tracking", "training"],
+    1: ["taxonomy", "config", "models", "losses", "metrics", "rewards", "tracking", "training", "trl_private"],
     2: ["data.schema", "report"],  # data/ is one floor, in order: schema, readers, the rest
     2.3: ["data.readers", "data.responses", "data.pool", "prompts"],
     2.5: ["data.benchmarks"],
