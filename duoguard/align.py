@@ -187,6 +187,9 @@ def _safedpo_trainer_class():
     from trl import DPOTrainer
 
     from duoguard.training import SkipNonFinite
+    from duoguard.trl_private import check_dpo_trainer
+
+    check_dpo_trainer()  # the overrides below replace private DPOTrainer methods: a rename must not skip them
 
     def with_margin(base_collator):
         """TRL's collator keeps only its own columns; carry the per-pair margin along."""

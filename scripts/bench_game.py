@@ -85,6 +85,7 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
     from duoguard.prompts import ConditionSampler
     from duoguard.roles.judge import Candidate
     from duoguard.training import quiet_trainer
+    from duoguard.trl_private import reset_grpo_rollout
 
     device = pick_device(cfg.runtime.device)
     taxonomy = build_taxonomy(cfg)
@@ -103,7 +104,7 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
                               args=gen.grpo_args(), train_dataset=dataset, processing_class=gen.tokenizer)  # fmt: skip
         quiet_trainer(trainer)
         trainer.train()  # first call builds the optimizer, as the game's first round does
-        trainer._step, trainer._buffered_inputs = 0, None
+        reset_grpo_rollout(trainer)
         start = time.perf_counter()
         trainer.train()
         grpo = time.perf_counter() - start

@@ -28,6 +28,7 @@ from duoguard.config import GeneratorConfig, config_file
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.prompts import Condition, render
 from duoguard.training import SkipNonFinite, quiet_trainer
+from duoguard.trl_private import check_grpo_trainer, reset_grpo_rollout, set_grpo_reference
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,9 @@ class Generator:
         self.model = AutoModelForCausalLM.from_pretrained(
             model_path, dtype=self.dtype, trust_remote_code=model_cfg.trust_remote_code, revision=self.revision
         )
-        # TRL builds the KL reference from `_name_or_path`: keep it on the original policy, also
-        # when this generator was restored from a later round's checkpoint.
-        self.model.config._name_or_path = reference_path or model_path
+        # the KL reference stays the original policy, also when this generator was restored from a
+        # later round's checkpoint
+        set_grpo_reference(self.model, reference_path or model_path)
         self._optimizer_state = Path(model_path) / OPTIMIZER_FILE
         self._trainer = None
         self._score: ScoreFn | None = None
@@ -202,6 +203,8 @@ class Generator:
     def _build_trainer(self, dataset):
         from trl import GRPOTrainer
 
+        check_grpo_trainer()  # play() and __init__ rely on GRPOTrainer's private state
+
         class _GRPOTrainer(SkipNonFinite, GRPOTrainer):
             pass
 
@@ -242,7 +245,7 @@ class Generator:
         set_seed(self.seed * 100_003 + round_index)
         trainer = self._trainer
         trainer.train_dataset = dataset
-        trainer._step, trainer._buffered_inputs = 0, None  # each round starts with a fresh rollout
+        reset_grpo_rollout(trainer)  # each round starts with a fresh rollout
         skipped = trainer.skipped_steps
         trainer.train()
         self._score = None
