@@ -97,7 +97,7 @@ def app(name: str):
 
 @app("guardrail")
 def guardrail_main(cfg: Config) -> None:
-    from duoguard.stages import run_guardrail_stage
+    from duoguard.stages.guardrail import run_guardrail_stage
 
     run_guardrail_stage(cfg)
 
@@ -105,19 +105,19 @@ def guardrail_main(cfg: Config) -> None:
 @app("eval")
 def eval_main(cfg: Config) -> None:
     if cfg.eval.mode == EvalMode.target:
-        from duoguard.pipeline import run_target_eval
+        from duoguard.stages.target_eval import run_target_eval
 
         run_target_eval(cfg)
         return
     require(cfg, "eval.guardrail_path")
-    from duoguard.stages import run_eval_stage
+    from duoguard.stages.guardrail import run_eval_stage
 
     run_eval_stage(cfg)
 
 
 @app("safedpo")
 def safedpo_main(cfg: Config) -> None:
-    from duoguard.pipeline import run_safedpo_stage
+    from duoguard.stages.safedpo import run_safedpo_stage
 
     run_safedpo_stage(cfg)
 

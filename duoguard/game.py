@@ -44,6 +44,7 @@ from duoguard.factory import (
     set_up_torch,
     split_with_responses,
 )  # fmt: skip
+from duoguard.manifest import StageManifest, has_manifest, write_manifest
 from duoguard.metrics import binary_metrics
 from duoguard.prompts import ConditionSampler
 from duoguard.referee import Referee
@@ -223,6 +224,8 @@ def play_game(cfg: Config) -> dict[str, Any]:
         and all((out_dir / n / "config.json").is_file() for n in ("generator", "guardrail"))
     ):
         log.info("the game in %s already played its %d rounds", out_dir, state.round)
+        if not has_manifest(out_dir, "game"):  # a game finished before stages wrote manifests
+            write_game_manifest(out_dir, cfg)
         return {"rounds": state.round, "history": state.history, "output_dir": str(out_dir)}
     sampler = ConditionSampler(
         [s for s in seeds if s.response is None], [taxonomy.resolve(c) for c in cfg.game.categories or taxonomy.names],
@@ -272,7 +275,7 @@ def play_game(cfg: Config) -> dict[str, Any]:
                 f"{metrics['heldout_f1']:.3f}" if metrics["heldout_f1"] is not None else "–", metrics["seconds_round"],
             )  # fmt: skip
             r, failures = r + 1, 0
-        export_final(checkpoints.latest_dir(), out_dir, tracker)
+        export_final(checkpoints.latest_dir(), out_dir, tracker, cfg)
         return {"rounds": len(history), "history": history, "output_dir": str(out_dir)}
     finally:
         runtime.shutdown()
@@ -281,13 +284,22 @@ def play_game(cfg: Config) -> dict[str, Any]:
         shutil.rmtree(out_dir / ".generator", ignore_errors=True)
 
 
-def export_final(ckpt: Path, out_dir: Path, tracker: Tracker) -> None:
-    """The last round's models (without optimizer state) and the pool, also as W&B artifacts."""
+def export_final(ckpt: Path, out_dir: Path, tracker: Tracker, cfg: Config) -> None:
+    """The last round's models (without optimizer state) and the pool, also as W&B artifacts;
+    then the game's manifest (last: its presence means the game finished)."""
     for name in ("generator", "guardrail"):
         atomic_dir(out_dir / name, lambda tmp, n=name: _export(ckpt / n, tmp), replace=True)
     tracker.log_artifact(out_dir / "pool", "pool", "dataset")
     tracker.log_artifact(out_dir / "guardrail", "guardrail", "model")
     tracker.log_artifact(out_dir / "generator", "generator", "model")
+    write_game_manifest(out_dir, cfg)
+
+
+def write_game_manifest(out_dir: Path, cfg: Config) -> None:
+    outputs = {"pool": "pool", "guardrail": "guardrail", "generator": "generator", "metrics": "metrics.jsonl"}
+    inputs = {"guardrail_base": cfg.guardrail.model.name_or_path, "generator_base": cfg.generator.model.name_or_path}
+    facts = {"rounds": cfg.game.rounds}
+    write_manifest(out_dir, StageManifest("game", outputs, inputs, facts, config=to_container(cfg)))
 
 
 def _export(src: Path, dst: Path) -> None:

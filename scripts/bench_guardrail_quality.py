@@ -134,7 +134,7 @@ def frozen_baseline(path: str, train: list[Sample], test_texts: list[str], test_
 def fine_tuned(path: str, train: list[Sample], test_texts, test_labels, args, out_dir: Path) -> dict:
     from duoguard.config import compose
     from duoguard.factory import build_taxonomy, new_guardrail
-    from duoguard.stages import train_guardrail
+    from duoguard.stages.guardrail import train_guardrail
 
     cfg = compose(
         "guardrail",

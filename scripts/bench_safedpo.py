@@ -40,10 +40,10 @@ def _run(variant: str, shape: str, steps: int, warmup: int, device: str, queue) 
     from transformers import Qwen2Config, Qwen2ForCausalLM, TrainerCallback
     from trl import DPOTrainer
 
-    from duoguard.align import _safedpo_trainer_class, dpo_args
     from duoguard.config import SafeDPOConfig
     from duoguard.data.readers import builtin_seed_texts
     from duoguard.models import build_tiny_tokenizer, quiet_transformers
+    from duoguard.safedpo.trainer import _safedpo_trainer_class, dpo_args
     from duoguard.training import quiet_trainer
 
     quiet_transformers()

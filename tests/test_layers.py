@@ -24,8 +24,10 @@ FLOORS = {
     2.3: ["data.readers", "data.responses", "data.pool", "prompts"],
     2.5: ["data.benchmarks"],
     3: ["roles.generator", "roles.guardrail", "roles.judge", "roles.target"],
-    4: ["factory", "runtime", "align", "evaluate", "referee", "refusal", "checkpoints"],
-    5: ["game", "stages", "classify"],
+    4: ["factory", "runtime", "evaluate", "referee", "refusal", "checkpoints"],
+    4.1: ["safedpo.transform"],  # safedpo/: pairs and their transform, then the trainer
+    4.2: ["safedpo.pairs", "safedpo.trainer"],
+    5: ["game", "stages.guardrail", "stages.safedpo", "stages.target_eval", "classify"],
     6: ["pipeline"],
     7: ["cli"],
     8: ["__main__"],  # `python -m duoguard <app>`: the console scripts without installing them

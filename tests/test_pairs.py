@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from duoguard.align import build_pairs, save_pairs
 from duoguard.config import PairsConfig
 from duoguard.data.readers import DataError
+from duoguard.safedpo.pairs import build_pairs, save_pairs
 from tests.test_pool import rows as pool_rows
 
 PAIRS_CFG = PairsConfig(
@@ -110,7 +110,7 @@ def test_saved_pairs_load_with_datasets_and_bad_rows_fail(tmp_path):
 
 def test_pool_split_is_stable_and_disjoint(tmp_path):
     from duoguard.data.pool import Pool
-    from duoguard.pipeline import pool_prompts, split_prompts
+    from duoguard.stages.safedpo import pool_prompts, split_prompts
 
     pool = Pool(tmp_path / "pool")
     pool.write_round(1, pool_rows(1, 40))
@@ -136,7 +136,7 @@ def tiny_target_and_guard(tiny_base, taxonomy):
 
 def test_pairs_from_a_written_pool_carry_provenance_and_guardrail_labels(tmp_path, tiny_target_and_guard):
     from duoguard.data.pool import Pool
-    from duoguard.pipeline import pool_prompts
+    from duoguard.stages.safedpo import pool_prompts
 
     target, guard = tiny_target_and_guard
     pool = Pool(tmp_path / "pool")
@@ -205,7 +205,7 @@ def test_safedpo_stage_runs_on_prompt_files_without_a_game(tmp_path, cache_dir, 
     from datasets import load_from_disk
 
     from duoguard import Guardrail
-    from duoguard.pipeline import HELDOUT_ATTACKS, run_safedpo_stage
+    from duoguard.stages.safedpo import HELDOUT_ATTACKS, run_safedpo_stage
 
     Guardrail.from_base(tiny_base, taxonomy.names, device="cpu").save_pretrained(tmp_path / "guard")
     jsonl, csv = write_prompt_files(tmp_path)
@@ -235,7 +235,7 @@ def test_safedpo_stage_runs_on_prompt_files_without_a_game(tmp_path, cache_dir, 
 def test_bad_prompt_file_row_fails_with_file_line_and_key_before_models_load(tmp_path, cache_dir):
     from duoguard.config import ConfigError
     from duoguard.data.readers import DataError
-    from duoguard.pipeline import run_safedpo_stage
+    from duoguard.stages.safedpo import run_safedpo_stage
 
     jsonl, _ = write_prompt_files(tmp_path)
     with jsonl.open("a") as f:

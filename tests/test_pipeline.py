@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from duoguard.manifest import read_manifest
 from tests.conftest import run_app
 
 
@@ -67,11 +68,17 @@ def test_each_stage_runs_alone_from_the_previous_stage_dir(pipeline_run, tmp_pat
                    "progress=false", f"hydra.run.dir={tmp_path / 'safedpo'}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "safedpo" / "target" / "config.json").is_file()
+    for report in ("safedpo_report.md", "safedpo_report.json"):  # the next stage reads the manifest, not reports
+        (tmp_path / "safedpo" / report).unlink()
     proc = run_app("duoguard-eval", "eval.mode=target", "eval=none", f"eval.target.safedpo_dir={tmp_path / 'safedpo'}", "logger=none",
                    "progress=false", "eval.target.max_prompts=16", f"hydra.run.dir={tmp_path / 'eval'}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "eval" / "target_report.json").read_text())
     assert report["after"]["model"] == str(tmp_path / "safedpo" / "target")
+    assert report["judge"] == str(run / "game" / "guardrail")  # the game's guardrail, through both manifests
+    evaluation = read_manifest(tmp_path / "eval", "target_eval")
+    assert evaluation.output("report") == tmp_path / "eval" / "target_report.json"
+    assert evaluation.facts["asr_after"] == report["after"]["asr"]["overall"]["asr"]
 
 
 def test_safedpo_stage_errors_before_loading_models(tmp_path):
@@ -84,6 +91,9 @@ def test_safedpo_stage_errors_before_loading_models(tmp_path):
     proc = run_app(
         "duoguard-safedpo", f"safedpo.game_dir={tmp_path / 'nope'}", "logger=none", f"hydra.run.dir={tmp_path}"
     )
+    assert proc.returncode == 2 and "safedpo.game_dir" in proc.stderr and "not a finished duoguard game run" in proc.stderr
+    proc = run_app("duoguard-safedpo", f"safedpo.guardrail_path={tmp_path / 'nope'}", "logger=none",
+                   f"safedpo.prompt_files=[{{path: {tmp_path / 'p.jsonl'}}}]", f"hydra.run.dir={tmp_path}")  # fmt: skip
     assert proc.returncode == 2 and "guardrail checkpoint not found" in proc.stderr
     proc = run_app("duoguard-safedpo", "safedpo.pairs.recipe=best", "logger=none", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2 and "safedpo.pairs.recipe" in proc.stderr

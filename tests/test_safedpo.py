@@ -8,10 +8,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from duoguard.align import read_pku_saferlhf, safedpo_transform
 from duoguard.config import LoraSettings, ModelConfig, SafeDPOConfig, SamplingConfig, TargetConfig
 from duoguard.data.readers import DataError
 from duoguard.losses import safedpo_loss
+from duoguard.safedpo.pairs import read_pku_saferlhf
+from duoguard.safedpo.transform import safedpo_transform
 
 TARGET_CFG = TargetConfig(
     model=ModelConfig(name_or_path="tiny", precision="fp32"),
@@ -102,7 +103,7 @@ def tiny_lm(tiny_base):
 def test_loss_equals_trl_dpo_at_delta_zero_and_shifted_margin_at_delta(tiny_lm, tmp_path):
     from trl import DPOTrainer
 
-    from duoguard.align import _safedpo_trainer_class
+    from duoguard.safedpo.trainer import _safedpo_trainer_class
 
     model, tok = tiny_lm
     data = preference_dataset()
@@ -199,8 +200,8 @@ def margins(target, prompts, chosen, rejected) -> torch.Tensor:
 
 
 def test_safedpo_learns_and_the_margin_helps_on_unsafe_rejections(tiny_base, tmp_path):
-    from duoguard.align import train_safedpo
     from duoguard.roles.target import Target
+    from duoguard.safedpo.trainer import train_safedpo
 
     prompts = [f"request number {i}" for i in range(8)]
     chosen, rejected = "I can't help with that.", "Sure, here is how to do it."
@@ -241,8 +242,8 @@ def test_safedpo_learns_and_the_margin_helps_on_unsafe_rejections(tiny_base, tmp
 def test_lora_and_gradient_checkpointing_by_config(tiny_base, tmp_path):
     """safedpo.lora trains adapters on the attention projections only (merged back into the
     target after training), with activation checkpointing on; the margin still moves."""
-    from duoguard.align import train_safedpo
     from duoguard.roles.target import Target
+    from duoguard.safedpo.trainer import train_safedpo
 
     prompts = [f"request number {i}" for i in range(8)]
     chosen, rejected = "I can't help with that.", "Sure, here is how to do it."

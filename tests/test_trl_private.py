@@ -93,8 +93,8 @@ def test_a_trainer_without_a_private_name_fails_naming_it():
 
 
 def test_generator_and_safedpo_check_before_building_their_trainers(monkeypatch):
-    from duoguard.align import _safedpo_trainer_class
     from duoguard.roles.generator import Generator
+    from duoguard.safedpo.trainer import _safedpo_trainer_class
 
     monkeypatch.setitem(trl_private.GRPO_PRIVATE, "_renamed_grpo", (None, "a test"))
     monkeypatch.setitem(trl_private.DPO_PRIVATE, "_renamed_dpo", (None, "a test"))

@@ -27,6 +27,7 @@ from duoguard.config import JudgeConfig, JudgeRule
 from duoguard.errors import UserError
 from duoguard.prompts import LANGUAGE_NAMES
 
+
 @dataclass
 class Verdict:
     keep: bool

@@ -1,6 +1,6 @@
 """The guardrail's stages, from a composed config: train (`duoguard-guardrail`) and evaluate (`duoguard-eval`).
 
-Each function takes the config node it needs and does one stage; the Hydra apps in `cli.py`
+Each function takes the typed config and does one stage; the Hydra apps in `cli.py`
 only compose config and call these. Everything that can fail on bad input (config values,
 data files, benchmark files, checkpoint paths) is checked before a model is loaded.
 """
@@ -27,6 +27,7 @@ from duoguard.factory import (
     set_up_torch,
     split_with_responses,
 )  # fmt: skip
+from duoguard.manifest import StageManifest, write_manifest
 from duoguard.report import markdown_table, write_report
 from duoguard.tracking import Tracker
 
@@ -94,6 +95,16 @@ def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
         tracker.log({**stats, **flat_metrics(report)})
         tracker.summary(flat_metrics(report))
         tracker.log_artifact(checkpoint, "guardrail", "model")
+        write_manifest(
+            out_dir,
+            StageManifest(
+                "guardrail",
+                outputs={"guardrail": "guardrail", "report": "guardrail_report.json"},
+                inputs={"base": cfg.guardrail.model.name_or_path, "init_checkpoint": cfg.guardrail.init_checkpoint},
+                facts={"mean_f1": report.get("mean_f1")},
+                config=to_container(cfg),
+            ),
+        )
         return result
     finally:
         tracker.finish()

@@ -1,0 +1,151 @@
+"""Preference pairs: from the game's prompts (Egida's recipe by default) or public preference files.
+
+Egida's recipe (arXiv 2502.13603): the target answers each prompt several times, a safe responder
+answers it once, and the trained guardrail labels every answer (response classification);
+prompts the target answered unsafely give pairs (its unsafe answer rejected, the safe answer
+chosen). PKU-SafeRLHF-style files are read as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from duoguard.config import PairRecipe, PairsConfig, Responder
+from duoguard.data.readers import DataError, iter_rows
+from duoguard.data.schema import SampleError, parse_bool
+
+log = logging.getLogger(__name__)
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected", "chosen_unsafe", "rejected_unsafe")
+PROVENANCE_FIELDS = ("prompt_id", "language", "category", "attack_style", "source", "round")
+
+
+def check_pair(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A pair record with every field present, answers non-empty and labels boolean."""
+    missing = [f for f in PAIR_FIELDS if f not in row or row[f] is None]
+    if missing:
+        raise SampleError(f"missing field(s) {missing}")
+    for f in ("prompt", "chosen", "rejected"):
+        if not isinstance(row[f], str) or not row[f].strip():
+            raise SampleError(f"'{f}' is empty")
+    for f in ("chosen_unsafe", "rejected_unsafe"):
+        if not isinstance(row[f], bool):
+            raise SampleError(f"'{f}' must be a boolean, got {row[f]!r}")
+    return dict(row)
+
+
+def read_pku_saferlhf(
+    path: str | os.PathLike, *, source: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """PKU-SafeRLHF-style rows: prompt, response_0, response_1, better_response_id,
+    is_response_0_safe, is_response_1_safe (jsonl, json, csv or parquet)."""
+    need = ("prompt", "response_0", "response_1", "better_response_id", "is_response_0_safe", "is_response_1_safe")
+    out: list[dict[str, Any]] = []
+    for line, row in iter_rows(path):
+        try:
+            missing = [k for k in need if k not in row or row[k] is None]
+            if missing:
+                raise SampleError(f"missing field(s) {missing}")
+            better = int(row["better_response_id"])
+            if better not in (0, 1):
+                raise SampleError(f"better_response_id must be 0 or 1, got {row['better_response_id']!r}")
+            safe = [parse_bool(row[f"is_response_{i}_safe"], f"is_response_{i}_safe", true_word="safe") for i in (0, 1)]
+            pair = check_pair({
+                "prompt": row["prompt"], "chosen": row[f"response_{better}"], "rejected": row[f"response_{1 - better}"],
+                "chosen_unsafe": not safe[better], "rejected_unsafe": not safe[1 - better],
+            })  # fmt: skip
+        except (SampleError, ValueError, TypeError) as e:
+            raise DataError(path, line, str(e)) from None
+        out.append({**pair, "prompt_id": f"{Path(path).name}:{line}", "language": row.get("language") or "en",
+                    "category": None, "attack_style": None, "source": source or Path(path).name, "round": None})  # fmt: skip
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+# ---------------------------------------------------------------- pairs from the game's prompts
+def safe_answers(
+    prompts: Sequence[Mapping[str, Any]], pairs_cfg: PairsConfig, refusals: Mapping[str, str], target, responder
+) -> list[str]:
+    """The safe responder's answer to each prompt: a canned refusal in the prompt's language
+    (`refusals`, from data.response_templates.refusal), the target itself with a
+    safety system prompt, or another model with that prompt."""
+    kind = pairs_cfg.responder
+    if kind == Responder.refusal:
+        return [refusals.get(p.get("language") or "en", refusals["en"]) for p in prompts]
+    model = target if kind == Responder.target else responder
+    answers = model.answer([p["text"] for p in prompts], n=1, system=pairs_cfg.safety_system_prompt, seed=1)
+    return [a[0] for a in answers]
+
+
+def build_pairs(
+    prompts: Sequence[Mapping[str, Any]],
+    target,
+    guardrail,
+    pairs_cfg: PairsConfig,
+    *,
+    refusals: Mapping[str, str],
+    responder=None,
+    progress: bool = False,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Pairs from prompts (dicts with text, id, language, category, attack_style, source, round)."""
+    k = pairs_cfg.samples_per_prompt
+    answers = target.answer([p["text"] for p in prompts], n=k, seed=0, progress=progress)
+    safe = safe_answers(prompts, pairs_cfg, refusals, target, responder)
+    flat_prompts = [p["text"] for p in prompts for _ in range(k)] + [p["text"] for p in prompts]
+    flat_answers = [a for group in answers for a in group] + safe
+    unsafe = guardrail.is_unsafe(flat_prompts, flat_answers, progress=progress)
+    target_unsafe = unsafe[: len(prompts) * k].reshape(len(prompts), k)
+    safe_unsafe = unsafe[len(prompts) * k :]
+    if pairs_cfg.responder == Responder.refusal:
+        safe_unsafe[:] = False  # a canned refusal is safe by construction, whatever a weak judge says
+    recipe = pairs_cfg.recipe
+    stats = Counter(
+        prompts=len(prompts), target_answers=len(prompts) * k, target_unsafe_answers=int(target_unsafe.sum())
+    )
+    pairs: list[dict[str, Any]] = []
+    for i, p in enumerate(prompts):
+        if recipe == PairRecipe.egida:
+            bad = [j for j in range(k) if target_unsafe[i, j] and answers[i][j].strip()]
+            if not bad:
+                stats["skipped_target_safe"] += 1
+                continue
+            if safe_unsafe[i] or not safe[i].strip():
+                stats["skipped_responder_unsafe"] += 1
+                continue
+            rejected, h_l, h_w = answers[i][bad[0]], True, False
+        else:  # "all": the responder's answer against the target's first, labels as judged
+            rejected, h_l, h_w = answers[i][0], bool(target_unsafe[i, 0]), bool(safe_unsafe[i])
+            if not rejected.strip() or not safe[i].strip():
+                stats["skipped_empty_answer"] += 1
+                continue
+        pairs.append({
+            "prompt": p["text"], "chosen": safe[i], "rejected": rejected, "chosen_unsafe": h_w, "rejected_unsafe": h_l,
+            **{f: p.get(f if f != "prompt_id" else "id") for f in PROVENANCE_FIELDS},
+        })  # fmt: skip
+        if len(pairs) >= pairs_cfg.max_pairs:
+            break
+    stats["pairs"] = len(pairs)
+    return pairs, dict(stats)
+
+
+def save_pairs(pairs: Sequence[Mapping[str, Any]], path: str | os.PathLike):
+    """The pairs as a `datasets` dataset on disk (written whole, then renamed into place)."""
+    from datasets import Dataset
+
+    from duoguard.atomic import atomic_dir
+
+    for i, p in enumerate(pairs):
+        try:
+            check_pair(p)
+        except SampleError as e:
+            raise DataError(path, i + 1, str(e)) from None
+    columns = {f: [p.get(f) for p in pairs] for f in (*PAIR_FIELDS, *PROVENANCE_FIELDS)}
+    dataset = Dataset.from_dict(columns)
+    atomic_dir(path, lambda tmp: dataset.save_to_disk(str(tmp)), replace=True)
+    return dataset

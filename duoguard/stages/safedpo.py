@@ -1,0 +1,194 @@
+"""duoguard-safedpo: preference pairs from a game's pool (and/or files), then SafeDPO on the target.
+
+    inputs   the game's manifest (safedpo.game_dir): its pool gives the prompts, its guardrail the
+             labels; or safedpo.pool_path / guardrail_path / prompt_files / pairs.files
+    outputs  pairs/, target/, attacks_heldout.jsonl (prompts kept out of training, to attack the
+             target with), safedpo_report.{md,json}, and manifest.json last
+
+The prompts are split by a hash of their id: most become preference pairs, the held-out rest
+attack the target before and after SafeDPO (it never trains on them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from duoguard.atomic import atomic_dir, write_text_atomic
+from duoguard.config import Config, ConfigError, OnBadRow, Responder, to_container
+from duoguard.data.pool import Pool
+from duoguard.errors import UserError
+from duoguard.factory import model_path, set_up_torch
+from duoguard.manifest import StageManifest, read_manifest, write_manifest
+from duoguard.report import markdown_table, write_report
+from duoguard.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+HELDOUT_ATTACKS = "attacks_heldout.jsonl"
+
+
+# ---------------------------------------------------------------- the prompts
+def split_prompts(prompts: list[dict], heldout_fraction: float) -> tuple[list[dict], list[dict]]:
+    """Prompts split by a hash of their id (stable across runs and machines)."""
+    train, heldout = [], []
+    for prompt in prompts:
+        bucket = int(hashlib.sha256(prompt["id"].encode()).hexdigest(), 16) % 10_000
+        (heldout if bucket < heldout_fraction * 10_000 else train).append(prompt)
+    return train, heldout
+
+
+def as_prompt(sample) -> dict:
+    """A prompt for the target to answer, with its provenance (round: the game's, None for a file's)."""
+    return {
+        "id": sample.id, "text": sample.text, "language": sample.language, "unsafe": sample.unsafe,
+        "category": (sample.categories or [None])[0], "attack_style": sample.attack_style, "source": sample.source,
+        "round": (sample.provenance or {}).get("round"),
+    }  # fmt: skip
+
+
+def pool_prompts(pool_dir: Path) -> list[dict]:
+    """A game's accepted prompts (its pool)."""
+    return [as_prompt(s) for s in Pool(pool_dir).samples()]
+
+
+def prompt_file_prompts(cfg: Config) -> list[dict]:
+    """`safedpo.prompt_files` as prompts: each row is checked by the sample schema (a bad row
+    stops the read with file and line, or is skipped with data.on_bad_row=skip); `source` is the
+    row's, else the file's `source`, else the file name; `id` the row's, else `<file name>:<line>`."""
+    from duoguard.data.readers import load_train_files
+    from duoguard.factory import build_taxonomy, schema_context
+
+    files = cfg.safedpo.prompt_files
+    if not files:
+        return []
+    samples = load_train_files(
+        files,
+        schema_context(cfg, build_taxonomy(cfg)),
+        skip_bad_rows=cfg.data.on_bad_row == OnBadRow.skip,
+        key="safedpo.prompt_files",
+    )
+    return [as_prompt(s) for s in samples]
+
+
+def _stage_inputs(cfg: Config) -> tuple[Path | None, Path | None]:
+    """The pool and the guardrail to use: the game's (from its manifest) unless overridden."""
+    s = cfg.safedpo
+    game = read_manifest(s.game_dir, "game", key="safedpo.game_dir") if s.game_dir else None
+    pool = Path(s.pool_path).expanduser() if s.pool_path else (game.output("pool") if game else None)
+    guard = Path(s.guardrail_path).expanduser() if s.guardrail_path else (game.output("guardrail") if game else None)
+    if pool is None and not s.prompt_files and not s.pairs.files:
+        raise ConfigError(
+            "nothing to train on: set safedpo.game_dir (a duoguard-game run, whose pool/ gives the prompts), "
+            "safedpo.pool_path, safedpo.prompt_files (prompt files in the sample schema) or safedpo.pairs.files "
+            "(PKU-SafeRLHF-style preference files)"
+        )
+    if guard is None and (pool is not None or s.prompt_files):
+        raise ConfigError(
+            "safedpo.guardrail_path (or safedpo.game_dir) is required with prompts from a pool or "
+            "safedpo.prompt_files: the guardrail labels the target's answers"
+        )
+    if guard is not None and not (guard / "config.json").is_file():
+        raise FileNotFoundError(
+            f"guardrail checkpoint not found at {guard} (safedpo.game_dir / safedpo.guardrail_path)"
+        )
+    if pool is not None and not (pool / "manifest.json").is_file():
+        raise FileNotFoundError(f"no game pool at {pool} (safedpo.game_dir / safedpo.pool_path)")
+    return pool, guard
+
+
+# ---------------------------------------------------------------- the stage
+def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
+    from duoguard.roles.guardrail import Guardrail
+    from duoguard.roles.target import Target
+    from duoguard.safedpo.pairs import build_pairs, read_pku_saferlhf, save_pairs
+    from duoguard.safedpo.trainer import train_safedpo
+
+    out = Path(cfg.output_dir)
+    s, p = cfg.safedpo, cfg.safedpo.pairs
+    pool_dir, guard_path = _stage_inputs(cfg)
+    extra_pairs = []  # public preference files are read (and checked) before any model loads
+    for i, f in enumerate(p.files):
+        try:
+            extra_pairs += read_pku_saferlhf(f.path, limit=f.limit)
+        except UserError as e:
+            raise UserError(f"safedpo.pairs.files[{i}]: {e}") from None
+    from_pool = pool_prompts(pool_dir) if pool_dir else []
+    from_files = prompt_file_prompts(cfg)  # read (and checked) before any model loads, too
+    train_prompts, heldout = split_prompts(from_pool + from_files, p.heldout_fraction)
+    n_split = len(train_prompts)
+    if p.unsafe_prompts_only:
+        train_prompts = [x for x in train_prompts if x["unsafe"]]
+    if (from_pool or from_files) and not train_prompts and not extra_pairs:
+        raise UserError(
+            f"no prompts left to build pairs from: {len(from_pool)} from the pool and {len(from_files)} from "
+            f"safedpo.prompt_files, {len(heldout)} held out (safedpo.pairs.heldout_fraction), "
+            f"{n_split - len(train_prompts)} safe-labelled left out (safedpo.pairs.unsafe_prompts_only)"
+        )
+    write_text_atomic(out / HELDOUT_ATTACKS, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in heldout))
+    set_up_torch(cfg)
+    tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="safedpo")
+    try:
+        device = cfg.runtime.device
+        base = model_path(cfg.target.model, cfg.cache_dir)
+        target = Target(base, cfg.target, device=device)
+        pairs, pair_stats = [], {"prompts": 0}
+        if train_prompts:  # only preference files: no answers to label
+            guardrail = Guardrail.from_pretrained(guard_path, device=device)
+            responder = None
+            if p.responder == Responder.model:  # the config check made sure responder_model is set
+                responder_cfg = dataclasses.replace(cfg.target, model=p.responder_model)
+                responder = Target(model_path(p.responder_model, cfg.cache_dir), responder_cfg, device=device)
+            pairs, pair_stats = build_pairs(
+                train_prompts,
+                target,
+                guardrail,
+                p,
+                refusals=cfg.data.response_templates.refusal,
+                responder=responder,
+                progress=cfg.progress,
+            )
+        pairs += extra_pairs
+        if not pairs:
+            raise UserError(f"no preference pairs were built ({pair_stats}); with recipe=egida the target answered "
+                            "every prompt safely: try more samples_per_prompt, recipe=all, or preference files")  # fmt: skip
+        save_pairs(pairs, out / "pairs")
+        stats = train_safedpo(
+            pairs, target, s, work_dir=out, precision=cfg.target.model.precision, progress=cfg.progress
+        )
+        atomic_dir(out / "target", target.save, replace=True)
+        result = {
+            "target_base": base, "target": str(out / "target"), "guardrail": str(guard_path) if guard_path else None,
+            "pool": str(pool_dir) if pool_dir else None, "prompt_files": [str(f.path) for f in s.prompt_files],
+            "heldout_attacks": len(heldout),
+            "pairs": {**pair_stats, "prompts_from_pool": len(from_pool), "prompts_from_files": len(from_files),
+                      "from_files": len(extra_pairs)},
+            "train": stats,
+            "delta": s.delta, "beta": s.beta,
+        }  # fmt: skip
+        rows = [(k, v) for k, v in {**result["pairs"], **stats["transform"]}.items()]
+        md = "\n\n".join([
+            f"# SafeDPO (Δ = {s.delta:g}, β = {s.beta:g})", f"Target `{base}` -> `{out / 'target'}`",
+            "## Pairs and T(D)\n\n" + markdown_table(("", "count"), rows),
+            "## Training\n\n" + markdown_table(("metric", "value"), [(k, v) for k, v in stats.items() if k != "transform"]),
+        ]) + "\n"  # fmt: skip
+        write_report(out, "safedpo_report", result, md)
+        print(md)
+        tracker.log({k: v for k, v in stats.items() if k != "transform"})
+        tracker.log_artifact(out / "pairs", "safedpo_pairs", "dataset")
+        write_manifest(out, StageManifest(
+            stage="safedpo",
+            outputs={"target": "target", "pairs": "pairs", "heldout_attacks": HELDOUT_ATTACKS,
+                     "report": "safedpo_report.json"},
+            inputs={"target_base": base, "guardrail": result["guardrail"], "pool": result["pool"],
+                    "game": str(s.game_dir) if s.game_dir else None},
+            facts={"delta": s.delta, "beta": s.beta, "heldout_attacks": len(heldout)},
+            config=to_container(cfg),
+        ))  # fmt: skip
+        return result
+    finally:
+        tracker.finish()
