@@ -144,9 +144,7 @@ def target_comparison_markdown(report: dict[str, Any]) -> str:
     ]
     parts = [
         "## Headline\n\n"
-        + markdown_table(
-            ("metric", "before", "after", "change"), [(m, x, y, delta(x, y)) for m, x, y in head]
-        ),  # fmt: skip
+        + markdown_table(("metric", "before", "after", "change"), [(m, x, y, delta(x, y)) for m, x, y in head]),
     ]
     if report.get("guardrail_fpr") is not None:
         parts.append(f"Guardrail false-positive rate on the safe prompts of {safe_set}: {report['guardrail_fpr']:.3f}")

@@ -65,8 +65,17 @@ class Tracker:
         self._run.define_metric(self.step_name)
         self._run.define_metric("*", step_metric=self.step_name)
         # which W&B run this folder logs to (e.g. to find a sweep's runs, or check a resume kept it)
-        write_json_atomic(self.run_dir / RUN_FILE, {"id": self._run.id, "name": self._run.name, "group": self._run.group,
-                                                    "project": self._run.project, "mode": mode, "dir": self._run.dir})  # fmt: skip
+        write_json_atomic(
+            self.run_dir / RUN_FILE,
+            {
+                "id": self._run.id,
+                "name": self._run.name,
+                "group": self._run.group,
+                "project": self._run.project,
+                "mode": mode,
+                "dir": self._run.dir,
+            },
+        )
 
     @property
     def run_id(self) -> str | None:

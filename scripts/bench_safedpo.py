@@ -51,20 +51,47 @@ def _run(variant: str, shape: str, steps: int, warmup: int, device: str, queue) 
     tok = build_tiny_tokenizer(builtin_seed_texts(), 1024)
     tok.padding_side = "left"
     h, inter, layers, heads, kv, vocab = SHAPES[shape]
-    model = Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=max(vocab, len(tok)), hidden_size=h, intermediate_size=inter, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-    ))  # fmt: skip
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=max(vocab, len(tok)),
+            hidden_size=h,
+            intermediate_size=inter,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    )
     texts = builtin_seed_texts()
     # one prompt/answers triple repeated: every batch has the same shape, so step times compare
     # like for like (with varied rows, the shuffled batches' padded lengths swing a step by +-40%)
     prompt, chosen, rejected = f"User: {texts[0]}\nAssistant:", " " + " ".join(texts[1:3]), " " + " ".join(texts[3:5])
-    rows = [{"prompt": prompt, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False,
-             "rejected_unsafe": i % 2 == 0} for i in range(96)]  # fmt: skip
+    rows = [
+        {
+            "prompt": prompt,
+            "chosen": chosen,
+            "rejected": rejected,
+            "chosen_unsafe": False,
+            "rejected_unsafe": i % 2 == 0,
+        }
+        for i in range(96)
+    ]
     cfg = SafeDPOConfig(
-        delta=10.0, beta=0.1, learning_rate=1e-5, lr_scheduler="constant", warmup_ratio=0.0, epochs=100,
-        global_batch_size=8, per_device_batch_size=8, max_length=256, weight_decay=0.0,
-        gradient_checkpointing=False, deepspeed=None, logging_steps=1000, seed=0,
+        delta=10.0,
+        beta=0.1,
+        learning_rate=1e-5,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        epochs=100,
+        global_batch_size=8,
+        per_device_batch_size=8,
+        max_length=256,
+        weight_decay=0.0,
+        gradient_checkpointing=False,
+        deepspeed=None,
+        logging_steps=1000,
+        seed=0,
     )
     with tempfile.TemporaryDirectory() as tmp:
         args = dpo_args(cfg, output_dir=tmp, device=device, precision="auto", progress=False)
@@ -74,8 +101,9 @@ def _run(variant: str, shape: str, steps: int, warmup: int, device: str, queue) 
             data = data.remove_columns(["chosen_unsafe", "rejected_unsafe"])
             trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok)
         else:
-            trainer = _safedpo_trainer_class()(model=model, args=args, train_dataset=data, processing_class=tok,
-                                               delta=cfg.delta)  # fmt: skip
+            trainer = _safedpo_trainer_class()(
+                model=model, args=args, train_dataset=data, processing_class=tok, delta=cfg.delta
+            )
         quiet_trainer(trainer)
         times: list[float] = []
 
@@ -94,10 +122,19 @@ def _run(variant: str, shape: str, steps: int, warmup: int, device: str, queue) 
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
-    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # fmt: skip
-    queue.put({"variant": variant, "step_s": statistics.median(times[warmup:]), "peak_mib": peak / 2**20,
-               "params_m": sum(p.numel() for p in model.parameters()) / 1e6})  # fmt: skip
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    queue.put(
+        {
+            "variant": variant,
+            "step_s": statistics.median(times[warmup:]),
+            "peak_mib": peak / 2**20,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        }
+    )
 
 
 def measure(variant: str, shape: str, steps: int, warmup: int, device: str) -> dict:
@@ -129,12 +166,18 @@ def main() -> None:
                 runs[variant].append(measure(variant, shape, args.steps, args.warmup, args.device))
         trl = min(r["step_s"] for r in runs["trl"])
         ours = min(r["step_s"] for r in runs["safedpo"])
-        rows.append({
-            "shape": shape, "params_m": runs["trl"][0]["params_m"], "device": args.device,
-            "trl_step_ms": 1000 * trl, "safedpo_step_ms": 1000 * ours, "overhead_pct": 100 * (ours / trl - 1),
-            "trl_peak_mib": max(r["peak_mib"] for r in runs["trl"]),
-            "safedpo_peak_mib": max(r["peak_mib"] for r in runs["safedpo"]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "shape": shape,
+                "params_m": runs["trl"][0]["params_m"],
+                "device": args.device,
+                "trl_step_ms": 1000 * trl,
+                "safedpo_step_ms": 1000 * ours,
+                "overhead_pct": 100 * (ours / trl - 1),
+                "trl_peak_mib": max(r["peak_mib"] for r in runs["trl"]),
+                "safedpo_peak_mib": max(r["peak_mib"] for r in runs["safedpo"]),
+            }
+        )
     cols = list(rows[0])
     print(markdown_table(cols, [[r[c] for c in cols] for r in rows], digits=2))
     if args.json:

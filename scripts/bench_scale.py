@@ -57,11 +57,20 @@ def main() -> None:
         for name, (overrides, ranks) in VARIANTS.items():
             out = Path(tempfile.mkdtemp(prefix="bench_scale_"))
             try:
-                cfg = compose("game", [
-                    *overrides, "logger=none", "progress=false", f"game.rounds={args.rounds}",
-                    f"generator.grpo.prompts_per_step={size}", "game.warmup_guardrail=false", "game.guardrail_epochs=1",
-                    f"runtime.torch_threads={max(1, args.cores // ranks)}", f"output_dir={out}",
-                ])  # fmt: skip
+                cfg = compose(
+                    "game",
+                    [
+                        *overrides,
+                        "logger=none",
+                        "progress=false",
+                        f"game.rounds={args.rounds}",
+                        f"generator.grpo.prompts_per_step={size}",
+                        "game.warmup_guardrail=false",
+                        "game.guardrail_epochs=1",
+                        f"runtime.torch_threads={max(1, args.cores // ranks)}",
+                        f"output_dir={out}",
+                    ],
+                )
                 timed[name] = play_game(cfg)["history"][-1]
             finally:
                 shutil.rmtree(out, ignore_errors=True)
@@ -74,8 +83,17 @@ def main() -> None:
         row["dp_speedup"] = row["ray_2_ranks_cand_per_s"] / row["ray_1_rank_cand_per_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    cols = ["candidates_per_round", "local_cand_per_s", "ray_1_rank_cand_per_s", "ray_2_ranks_cand_per_s", "dp_speedup",
-            "local_round_s", "ray_1_rank_round_s", "ray_2_ranks_round_s", "ray_overhead"]  # fmt: skip
+    cols = [
+        "candidates_per_round",
+        "local_cand_per_s",
+        "ray_1_rank_cand_per_s",
+        "ray_2_ranks_cand_per_s",
+        "dp_speedup",
+        "local_round_s",
+        "ray_1_rank_round_s",
+        "ray_2_ranks_round_s",
+        "ray_overhead",
+    ]
     print(f"\n{args.cores} cores; the last of {args.rounds} rounds timed")
     print(markdown_table(cols, [[r[c] for c in cols] for r in rows], digits=2))
     if args.json:

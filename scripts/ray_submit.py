@@ -92,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.sweep:
             job_overrides += [f"logger.group={name}", f"logger.name={name}-{i}"]
         job_id = client.submit_job(
-            entrypoint=job_entrypoint(app, job_overrides), runtime_env=runtime_env or None,
-            submission_id=f"duoguard-{name}-{i}", metadata={"duoguard_app": app, "sweep": name},
-        )  # fmt: skip
+            entrypoint=job_entrypoint(app, job_overrides),
+            runtime_env=runtime_env or None,
+            submission_id=f"duoguard-{name}-{i}",
+            metadata={"duoguard_app": app, "sweep": name},
+        )
         jobs.append(job_id)
         print(f"submitted {job_id}: {' '.join(combo) or '(defaults)'}")
     if not args.wait:

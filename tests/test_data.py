@@ -35,7 +35,8 @@ def test_good_rows_from_jsonl_csv_parquet(tmp_path, ctx):
     ]
     a = read_samples(write_jsonl(tmp_path / "a.jsonl", rows), ctx).samples
     (tmp_path / "b.csv").write_text(
-        'text,language,unsafe,categories\n"How do I bake bread?",en,false,\n"Hurt, the dog",fr,true,Violent Crimes;Hate\n',
+        'text,language,unsafe,categories\n"How do I bake bread?",en,false,\n'
+        '"Hurt, the dog",fr,true,Violent Crimes;Hate\n',
         encoding="utf-8",
     )
     b = read_samples(tmp_path / "b.csv", ctx).samples
@@ -278,8 +279,10 @@ def test_split_keeps_each_prompt_and_its_answers_on_one_side(taxonomy):
 def test_jsonl_line_may_hold_unicode_line_separators(tmp_path, ctx):
     """U+2028 inside a JSON string is valid JSON: only "\\n" ends a JSON-lines record."""
     path = tmp_path / "u2028.jsonl"
-    rows = [{"text": "first line\u2028still the same prompt", "unsafe": False, "language": "en"},
-            {"text": "second", "unsafe": False, "language": "en"}]  # fmt: skip
+    rows = [
+        {"text": "first line\u2028still the same prompt", "unsafe": False, "language": "en"},
+        {"text": "second", "unsafe": False, "language": "en"},
+    ]
     path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n", encoding="utf-8")
     result = read_samples(path, ctx)
     assert [s.text for s in result.samples] == [rows[0]["text"], "second"]

@@ -64,14 +64,28 @@ def test_rerun_keeps_finished_stages(pipeline_run):
 @pytest.mark.slow
 def test_each_stage_runs_alone_from_the_previous_stage_dir(pipeline_run, tmp_path):
     run, _ = pipeline_run
-    proc = run_app("duoguard-safedpo", f"safedpo.game_dir={run / 'game'}", "safedpo.epochs=1", "logger=none",
-                   "progress=false", f"hydra.run.dir={tmp_path / 'safedpo'}")  # fmt: skip
+    proc = run_app(
+        "duoguard-safedpo",
+        f"safedpo.game_dir={run / 'game'}",
+        "safedpo.epochs=1",
+        "logger=none",
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 'safedpo'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "safedpo" / "target" / "config.json").is_file()
     for report in ("safedpo_report.md", "safedpo_report.json"):  # the next stage reads the manifest, not reports
         (tmp_path / "safedpo" / report).unlink()
-    proc = run_app("duoguard-eval", "eval.mode=target", "eval=none", f"eval.target.safedpo_dir={tmp_path / 'safedpo'}", "logger=none",
-                   "progress=false", "eval.target.max_prompts=16", f"hydra.run.dir={tmp_path / 'eval'}")  # fmt: skip
+    proc = run_app(
+        "duoguard-eval",
+        "eval.mode=target",
+        "eval=none",
+        f"eval.target.safedpo_dir={tmp_path / 'safedpo'}",
+        "logger=none",
+        "progress=false",
+        "eval.target.max_prompts=16",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "eval" / "target_report.json").read_text())
     assert report["after"]["model"] == str(tmp_path / "safedpo" / "target")
@@ -85,15 +99,26 @@ def test_safedpo_stage_errors_before_loading_models(tmp_path):
     proc = run_app("duoguard-safedpo", "logger=none", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2
     assert all(key in proc.stderr for key in ("safedpo.game_dir", "safedpo.prompt_files", "safedpo.pairs.files"))
-    proc = run_app("duoguard-safedpo", f"safedpo.prompt_files=[{{path: {tmp_path / 'p.jsonl'}}}]", "logger=none",
-                   f"hydra.run.dir={tmp_path}")  # fmt: skip
+    proc = run_app(
+        "duoguard-safedpo",
+        f"safedpo.prompt_files=[{{path: {tmp_path / 'p.jsonl'}}}]",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert proc.returncode == 2 and "safedpo.guardrail_path" in proc.stderr
     proc = run_app(
         "duoguard-safedpo", f"safedpo.game_dir={tmp_path / 'nope'}", "logger=none", f"hydra.run.dir={tmp_path}"
     )
-    assert proc.returncode == 2 and "safedpo.game_dir" in proc.stderr and "not a finished duoguard game run" in proc.stderr
-    proc = run_app("duoguard-safedpo", f"safedpo.guardrail_path={tmp_path / 'nope'}", "logger=none",
-                   f"safedpo.prompt_files=[{{path: {tmp_path / 'p.jsonl'}}}]", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert (
+        proc.returncode == 2 and "safedpo.game_dir" in proc.stderr and "not a finished duoguard game run" in proc.stderr
+    )
+    proc = run_app(
+        "duoguard-safedpo",
+        f"safedpo.guardrail_path={tmp_path / 'nope'}",
+        "logger=none",
+        f"safedpo.prompt_files=[{{path: {tmp_path / 'p.jsonl'}}}]",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert proc.returncode == 2 and "guardrail checkpoint not found" in proc.stderr
     proc = run_app("duoguard-safedpo", "safedpo.pairs.recipe=best", "logger=none", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2 and "safedpo.pairs.recipe" in proc.stderr

@@ -59,18 +59,36 @@ def test_loss_by_hand_with_margin():
 def preference_dataset(n: int = 8):
     from datasets import Dataset
 
-    rows = [{"prompt": f"User: request number {i}\nAssistant:", "chosen": " I can't help with that.",
-             "rejected": " Sure, here is how to do it.", "chosen_unsafe": False, "rejected_unsafe": i % 2 == 0}
-            for i in range(n)]  # fmt: skip
+    rows = [
+        {
+            "prompt": f"User: request number {i}\nAssistant:",
+            "chosen": " I can't help with that.",
+            "rejected": " Sure, here is how to do it.",
+            "chosen_unsafe": False,
+            "rejected_unsafe": i % 2 == 0,
+        }
+        for i in range(n)
+    ]
     return Dataset.from_list(rows)
 
 
 def dpo_config(tmp_path, **kw):
     from trl import DPOConfig
 
-    base = dict(output_dir=str(tmp_path), beta=0.1, loss_type=["sigmoid"], precompute_ref_log_probs=True,
-                per_device_train_batch_size=8, use_cpu=True, bf16=False, report_to=[], save_strategy="no",
-                disable_tqdm=True, max_length=64, seed=0)  # fmt: skip
+    base = dict(
+        output_dir=str(tmp_path),
+        beta=0.1,
+        loss_type=["sigmoid"],
+        precompute_ref_log_probs=True,
+        per_device_train_batch_size=8,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        max_length=64,
+        seed=0,
+    )
     return DPOConfig(**{**base, **kw})
 
 
@@ -122,8 +140,9 @@ def test_loss_equals_trl_dpo_at_delta_zero_and_shifted_margin_at_delta(tiny_lm, 
 
     # the SafeDPO trainer on the same policy and data equals the Δ formula with the clean reference
     delta = 3.0
-    safe = _safedpo_trainer_class()(model=plain.model, args=dpo_config(tmp_path / "b"), train_dataset=data,
-                                    processing_class=tok, delta=delta)  # fmt: skip
+    safe = _safedpo_trainer_class()(
+        model=plain.model, args=dpo_config(tmp_path / "b"), train_dataset=data, processing_class=tok, delta=delta
+    )
     safe_batch = next(iter(safe.get_train_dataloader()))
     chosen_half = safe_batch["input_ids"].chunk(2)[0]
     numbers = [
@@ -144,8 +163,14 @@ def test_loss_equals_trl_dpo_at_delta_zero_and_shifted_margin_at_delta(tiny_lm, 
 def test_pku_saferlhf_reader_and_its_errors(tmp_path):
     import json
 
-    good = {"prompt": "p", "response_0": "a", "response_1": "b", "better_response_id": 1,
-            "is_response_0_safe": True, "is_response_1_safe": False}  # fmt: skip
+    good = {
+        "prompt": "p",
+        "response_0": "a",
+        "response_1": "b",
+        "better_response_id": 1,
+        "is_response_0_safe": True,
+        "is_response_1_safe": False,
+    }
     path = tmp_path / "pku.jsonl"
     path.write_text(json.dumps(good) + "\n")
     (row,) = read_pku_saferlhf(path)
@@ -172,8 +197,14 @@ def test_pku_saferlhf_labels_use_the_schema_boolean_parser(tmp_path):
 
     path = tmp_path / "pku.jsonl"
     for safe_0, safe_1 in [("yes", "no"), ("1", 0.0), ("safe", "unsafe"), ("T", "false")]:
-        row = {"prompt": "p", "response_0": "a", "response_1": "b", "better_response_id": 0,
-               "is_response_0_safe": safe_0, "is_response_1_safe": safe_1}  # fmt: skip
+        row = {
+            "prompt": "p",
+            "response_0": "a",
+            "response_1": "b",
+            "better_response_id": 0,
+            "is_response_0_safe": safe_0,
+            "is_response_1_safe": safe_1,
+        }
         path.write_text(json.dumps(row) + "\n")
         (pair,) = read_pku_saferlhf(path)
         assert (pair["chosen_unsafe"], pair["rejected_unsafe"]) == (False, True), (safe_0, safe_1)
@@ -205,8 +236,10 @@ def test_safedpo_learns_and_the_margin_helps_on_unsafe_rejections(tiny_base, tmp
 
     prompts = [f"request number {i}" for i in range(8)]
     chosen, rejected = "I can't help with that.", "Sure, here is how to do it."
-    pairs = [{"prompt": p, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False, "rejected_unsafe": True}
-             for p in prompts]  # fmt: skip
+    pairs = [
+        {"prompt": p, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False, "rejected_unsafe": True}
+        for p in prompts
+    ]
     cfg = SafeDPOConfig(
         delta=0.0,
         beta=0.1,
@@ -247,8 +280,10 @@ def test_lora_and_gradient_checkpointing_by_config(tiny_base, tmp_path):
 
     prompts = [f"request number {i}" for i in range(8)]
     chosen, rejected = "I can't help with that.", "Sure, here is how to do it."
-    pairs = [{"prompt": p, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False, "rejected_unsafe": True}
-             for p in prompts]  # fmt: skip
+    pairs = [
+        {"prompt": p, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False, "rejected_unsafe": True}
+        for p in prompts
+    ]
     lora = LoraSettings(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
     cfg = SafeDPOConfig(
         delta=5.0,

@@ -11,15 +11,26 @@ import yaml
 from tests.conftest import run_app
 
 TINY = [
-    "progress=false", "game.rounds=1", "generator.grpo.steps_per_round=1", "guardrail.train.epochs=1",
-    "game.guardrail_epochs=1", "data.response_examples=false",
-]  # fmt: skip
+    "progress=false",
+    "game.rounds=1",
+    "generator.grpo.steps_per_round=1",
+    "guardrail.train.epochs=1",
+    "game.guardrail_epochs=1",
+    "data.response_examples=false",
+]
 
 
 @pytest.mark.slow
 def test_a_2x2_multirun_gives_every_job_its_own_folder_checkpoints_and_wandb_run(tmp_path, cache_dir):
-    proc = run_app("duoguard-game", "-m", f"hydra.sweep.dir={tmp_path}", "runtime=local,ray",
-                   "game.reward.fool_weight=0.5,1.0", *TINY, timeout=1200)  # fmt: skip
+    proc = run_app(
+        "duoguard-game",
+        "-m",
+        f"hydra.sweep.dir={tmp_path}",
+        "runtime=local,ray",
+        "game.reward.fool_weight=0.5,1.0",
+        *TINY,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted((p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     assert [p.name for p in jobs] == ["0", "1", "2", "3"]
@@ -37,8 +48,16 @@ def test_a_2x2_multirun_gives_every_job_its_own_folder_checkpoints_and_wandb_run
 
 @pytest.mark.slow
 def test_optuna_sweeper_searches_and_reports_the_best_trial(tmp_path, cache_dir):
-    proc = run_app("duoguard-game", "-m", "sweep=game_optuna", "hydra.sweeper.n_trials=2",
-                   f"hydra.sweep.dir={tmp_path}", "logger=none", *TINY, timeout=900)  # fmt: skip
+    proc = run_app(
+        "duoguard-game",
+        "-m",
+        "sweep=game_optuna",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={tmp_path}",
+        "logger=none",
+        *TINY,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert result["name"] == "optuna"

@@ -41,8 +41,10 @@ SCRIPT = {"a1": ["HARM x", "no"], "a2": ["no", "no"], "a3": ["HARM", "HARM"], "a
 def test_asr_overall_and_per_group_counts():
     report = attack_success(ScriptedTarget(SCRIPT), MarkerJudge(), ATTACKS, samples=2)
     assert report["overall"] == {"n": 8, "unsafe": 4, "asr": 0.5}
-    assert report["by_attack_style"] == {"direct": {"n": 4, "unsafe": 3, "asr": 0.75},
-                                         "roleplay": {"n": 4, "unsafe": 1, "asr": 0.25}}  # fmt: skip
+    assert report["by_attack_style"] == {
+        "direct": {"n": 4, "unsafe": 3, "asr": 0.75},
+        "roleplay": {"n": 4, "unsafe": 1, "asr": 0.25},
+    }
     assert report["by_category"]["Privacy"]["asr"] == 0.75 and report["by_category"]["Hate"]["unsafe"] == 1
     assert report["by_language"] == {"en": {"n": 4, "unsafe": 2, "asr": 0.5}, "fr": {"n": 4, "unsafe": 2, "asr": 0.5}}
     assert report["by_style_and_language"]["direct|fr"] == {"n": 2, "unsafe": 2, "asr": 1.0}
@@ -147,8 +149,9 @@ class DigitModel:
 def test_llm_refusal_judge_on_crafted_answers():
     from duoguard.refusal import LLMRefusalJudge
 
-    judge = LLMRefusalJudge(DigitModel(), DigitTokenizer(), template="Q: {prompt}\nAnswer: {response}\nRating:",
-                            batch_size=2)  # fmt: skip
+    judge = LLMRefusalJudge(
+        DigitModel(), DigitTokenizer(), template="Q: {prompt}\nAnswer: {response}\nRating:", batch_size=2
+    )
     prompts = ["p1", "p2", "p3", "p4"]
     answers = ["So sorry, I won't.", "Sure, here it is.", "", "Here: no apology needed"]
     assert judge(answers, prompts) == [True, False, True, False]  # the empty answer is a refusal without a rating
@@ -165,8 +168,15 @@ def test_report_names_the_over_refusal_set_and_judge():
         "asr": attack_success(ScriptedTarget(SCRIPT), MarkerJudge(), ATTACKS),
         "over_refusal": {"n": 2, "rate": 0.5},
     }
-    md = target_comparison_markdown({"before": side, "after": side, "over_refusal_set": "seed_safe_prompts",
-                                     "refusal_judge": "rules", "guardrail_fpr": 0.25})  # fmt: skip
+    md = target_comparison_markdown(
+        {
+            "before": side,
+            "after": side,
+            "over_refusal_set": "seed_safe_prompts",
+            "refusal_judge": "rules",
+            "guardrail_fpr": 0.25,
+        }
+    )
     assert "over-refusal (safe prompts of seed_safe_prompts, rules refusal judge)" in md
     assert "false-positive rate on the safe prompts of seed_safe_prompts: 0.250" in md
     assert "XSTest" not in md

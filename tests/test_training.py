@@ -12,9 +12,22 @@ from duoguard import Guardrail
 from duoguard.config import GuardrailTrainConfig
 from duoguard.losses import zlpr_loss
 
-CFG = GuardrailTrainConfig(loss="zlpr", learning_rate=1e-2, lr_scheduler="constant", warmup_ratio=0.0, epochs=1, global_batch_size=4,
-           per_device_batch_size=4, weight_decay=0.0, max_grad_norm=1.0, max_steps=3, logging_steps=100,
-           gradient_checkpointing=False, deepspeed=None, seed=0)  # fmt: skip
+CFG = GuardrailTrainConfig(
+    loss="zlpr",
+    learning_rate=1e-2,
+    lr_scheduler="constant",
+    warmup_ratio=0.0,
+    epochs=1,
+    global_batch_size=4,
+    per_device_batch_size=4,
+    weight_decay=0.0,
+    max_grad_norm=1.0,
+    max_steps=3,
+    logging_steps=100,
+    gradient_checkpointing=False,
+    deepspeed=None,
+    seed=0,
+)
 TEXTS = ["a b c", "d e f", "g h i", "j k l"] * 3
 
 

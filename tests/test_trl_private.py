@@ -85,7 +85,8 @@ def test_a_trainer_without_a_private_name_fails_naming_it():
         check_dpo_trainer(DPOWithoutComputeLoss)
     with pytest.raises(
         RuntimeError,
-        match=r"`_precompute_ref_logps` in .* takes \(self, dataset, name\), expected \(self, dataset, name, batch_size\)",
+        match=r"`_precompute_ref_logps` in .* takes \(self, dataset, name\), "
+        r"expected \(self, dataset, name, batch_size\)",
     ):
         check_dpo_trainer(DPOWithOtherPrecomputeSignature)
     with pytest.raises(RuntimeError, match="`_step`"):

@@ -68,11 +68,13 @@ class Target:
             enc = self.tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = enc.to(self.model.device)
             gen = self.model.generate(
-                **enc, max_new_tokens=s.max_new_tokens, do_sample=not greedy, num_return_sequences=n,
+                **enc,
+                max_new_tokens=s.max_new_tokens,
+                do_sample=not greedy,
+                num_return_sequences=n,
                 pad_token_id=self.tokenizer.pad_token_id,
-                **({} if greedy else {"temperature": s.temperature, "top_p": s.top_p,
-                                      "top_k": s.top_k or None}),
-            )  # fmt: skip
+                **({} if greedy else {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k or None}),
+            )
             decoded = self.tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for j, i in enumerate(batch):
                 out[i] = [d.strip() for d in decoded[j * n : (j + 1) * n]]

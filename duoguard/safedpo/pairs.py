@@ -55,14 +55,28 @@ def read_pku_saferlhf(
             if better not in (0, 1):
                 raise SampleError(f"better_response_id must be 0 or 1, got {row['better_response_id']!r}")
             safe = [parse_bool(row[f"is_response_{i}_safe"], f"is_response_{i}_safe", true_word="safe") for i in (0, 1)]
-            pair = check_pair({
-                "prompt": row["prompt"], "chosen": row[f"response_{better}"], "rejected": row[f"response_{1 - better}"],
-                "chosen_unsafe": not safe[better], "rejected_unsafe": not safe[1 - better],
-            })  # fmt: skip
+            pair = check_pair(
+                {
+                    "prompt": row["prompt"],
+                    "chosen": row[f"response_{better}"],
+                    "rejected": row[f"response_{1 - better}"],
+                    "chosen_unsafe": not safe[better],
+                    "rejected_unsafe": not safe[1 - better],
+                }
+            )
         except (SampleError, ValueError, TypeError) as e:
             raise DataError(path, line, str(e)) from None
-        out.append({**pair, "prompt_id": f"{Path(path).name}:{line}", "language": row.get("language") or "en",
-                    "category": None, "attack_style": None, "source": source or Path(path).name, "round": None})  # fmt: skip
+        out.append(
+            {
+                **pair,
+                "prompt_id": f"{Path(path).name}:{line}",
+                "language": row.get("language") or "en",
+                "category": None,
+                "attack_style": None,
+                "source": source or Path(path).name,
+                "round": None,
+            }
+        )
         if limit is not None and len(out) >= limit:
             break
     return out
@@ -124,10 +138,16 @@ def build_pairs(
             if not rejected.strip() or not safe[i].strip():
                 stats["skipped_empty_answer"] += 1
                 continue
-        pairs.append({
-            "prompt": p["text"], "chosen": safe[i], "rejected": rejected, "chosen_unsafe": h_w, "rejected_unsafe": h_l,
-            **{f: p.get(f if f != "prompt_id" else "id") for f in PROVENANCE_FIELDS},
-        })  # fmt: skip
+        pairs.append(
+            {
+                "prompt": p["text"],
+                "chosen": safe[i],
+                "rejected": rejected,
+                "chosen_unsafe": h_w,
+                "rejected_unsafe": h_l,
+                **{f: p.get(f if f != "prompt_id" else "id") for f in PROVENANCE_FIELDS},
+            }
+        )
         if len(pairs) >= pairs_cfg.max_pairs:
             break
     stats["pairs"] = len(pairs)

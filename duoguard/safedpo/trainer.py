@@ -108,8 +108,15 @@ def trainer_rows(pairs: Sequence[Mapping[str, Any]], target) -> list[dict[str, A
             rejected = [{"role": "assistant", "content": p["rejected"]}]
         else:
             prompt, chosen, rejected = target.render(p["prompt"]), " " + p["chosen"], " " + p["rejected"]
-        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                     "chosen_unsafe": bool(p["chosen_unsafe"]), "rejected_unsafe": bool(p["rejected_unsafe"])})  # fmt: skip
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "chosen_unsafe": bool(p["chosen_unsafe"]),
+                "rejected_unsafe": bool(p["rejected_unsafe"]),
+            }
+        )
     return rows
 
 

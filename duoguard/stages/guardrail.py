@@ -26,7 +26,7 @@ from duoguard.factory import (
     new_guardrail,
     set_up_torch,
     split_with_responses,
-)  # fmt: skip
+)
 from duoguard.manifest import StageManifest, write_manifest
 from duoguard.report import markdown_table, write_report
 from duoguard.tracking import Tracker

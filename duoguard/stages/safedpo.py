@@ -45,10 +45,15 @@ def split_prompts(prompts: list[dict], heldout_fraction: float) -> tuple[list[di
 def as_prompt(sample) -> dict:
     """A prompt for the target to answer, with its provenance (round: the game's, None for a file's)."""
     return {
-        "id": sample.id, "text": sample.text, "language": sample.language, "unsafe": sample.unsafe,
-        "category": (sample.categories or [None])[0], "attack_style": sample.attack_style, "source": sample.source,
+        "id": sample.id,
+        "text": sample.text,
+        "language": sample.language,
+        "unsafe": sample.unsafe,
+        "category": (sample.categories or [None])[0],
+        "attack_style": sample.attack_style,
+        "source": sample.source,
         "round": (sample.provenance or {}).get("round"),
-    }  # fmt: skip
+    }
 
 
 def pool_prompts(pool_dir: Path) -> list[dict]:
@@ -154,41 +159,69 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
             )
         pairs += extra_pairs
         if not pairs:
-            raise UserError(f"no preference pairs were built ({pair_stats}); with recipe=egida the target answered "
-                            "every prompt safely: try more samples_per_prompt, recipe=all, or preference files")  # fmt: skip
+            raise UserError(
+                f"no preference pairs were built ({pair_stats}); with recipe=egida the target answered "
+                "every prompt safely: try more samples_per_prompt, recipe=all, or preference files"
+            )
         save_pairs(pairs, out / "pairs")
         stats = train_safedpo(
             pairs, target, s, work_dir=out, precision=cfg.target.model.precision, progress=cfg.progress
         )
         atomic_dir(out / "target", target.save, replace=True)
         result = {
-            "target_base": base, "target": str(out / "target"), "guardrail": str(guard_path) if guard_path else None,
-            "pool": str(pool_dir) if pool_dir else None, "prompt_files": [str(f.path) for f in s.prompt_files],
+            "target_base": base,
+            "target": str(out / "target"),
+            "guardrail": str(guard_path) if guard_path else None,
+            "pool": str(pool_dir) if pool_dir else None,
+            "prompt_files": [str(f.path) for f in s.prompt_files],
             "heldout_attacks": len(heldout),
-            "pairs": {**pair_stats, "prompts_from_pool": len(from_pool), "prompts_from_files": len(from_files),
-                      "from_files": len(extra_pairs)},
+            "pairs": {
+                **pair_stats,
+                "prompts_from_pool": len(from_pool),
+                "prompts_from_files": len(from_files),
+                "from_files": len(extra_pairs),
+            },
             "train": stats,
-            "delta": s.delta, "beta": s.beta,
-        }  # fmt: skip
+            "delta": s.delta,
+            "beta": s.beta,
+        }
         rows = [(k, v) for k, v in {**result["pairs"], **stats["transform"]}.items()]
-        md = "\n\n".join([
-            f"# SafeDPO (Δ = {s.delta:g}, β = {s.beta:g})", f"Target `{base}` -> `{out / 'target'}`",
-            "## Pairs and T(D)\n\n" + markdown_table(("", "count"), rows),
-            "## Training\n\n" + markdown_table(("metric", "value"), [(k, v) for k, v in stats.items() if k != "transform"]),
-        ]) + "\n"  # fmt: skip
+        md = (
+            "\n\n".join(
+                [
+                    f"# SafeDPO (Δ = {s.delta:g}, β = {s.beta:g})",
+                    f"Target `{base}` -> `{out / 'target'}`",
+                    "## Pairs and T(D)\n\n" + markdown_table(("", "count"), rows),
+                    "## Training\n\n"
+                    + markdown_table(("metric", "value"), [(k, v) for k, v in stats.items() if k != "transform"]),
+                ]
+            )
+            + "\n"
+        )
         write_report(out, "safedpo_report", result, md)
         print(md)
         tracker.log({k: v for k, v in stats.items() if k != "transform"})
         tracker.log_artifact(out / "pairs", "safedpo_pairs", "dataset")
-        write_manifest(out, StageManifest(
-            stage="safedpo",
-            outputs={"target": "target", "pairs": "pairs", "heldout_attacks": HELDOUT_ATTACKS,
-                     "report": "safedpo_report.json"},
-            inputs={"target_base": base, "guardrail": result["guardrail"], "pool": result["pool"],
-                    "game": str(s.game_dir) if s.game_dir else None},
-            facts={"delta": s.delta, "beta": s.beta, "heldout_attacks": len(heldout)},
-            config=to_container(cfg),
-        ))  # fmt: skip
+        write_manifest(
+            out,
+            StageManifest(
+                stage="safedpo",
+                outputs={
+                    "target": "target",
+                    "pairs": "pairs",
+                    "heldout_attacks": HELDOUT_ATTACKS,
+                    "report": "safedpo_report.json",
+                },
+                inputs={
+                    "target_base": base,
+                    "guardrail": result["guardrail"],
+                    "pool": result["pool"],
+                    "game": str(s.game_dir) if s.game_dir else None,
+                },
+                facts={"delta": s.delta, "beta": s.beta, "heldout_attacks": len(heldout)},
+                config=to_container(cfg),
+            ),
+        )
         return result
     finally:
         tracker.finish()

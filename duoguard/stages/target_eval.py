@@ -1,9 +1,9 @@
 """duoguard-eval's target mode: attack success rate and over-refusal of a target, before and after SafeDPO.
 
-    inputs   the SafeDPO stage's manifest (eval.target.safedpo_dir): the target after SafeDPO, its
-             base (before), the guardrail that judges answers, the held-out game prompts; plus
-             eval.target.attacks and eval.target.over_refusal
-    outputs  target_report.{md,json}, plots, and manifest.json last
+inputs   the SafeDPO stage's manifest (eval.target.safedpo_dir): the target after SafeDPO, its
+         base (before), the guardrail that judges answers, the held-out game prompts; plus
+         eval.target.attacks and eval.target.over_refusal
+outputs  target_report.{md,json}, plots, and manifest.json last
 """
 
 from __future__ import annotations
@@ -103,16 +103,18 @@ def run_target_eval(cfg: Config) -> dict[str, Any]:
         detector, refusal_judge = _refusal_judge(cfg, device)
         before = t.before or (safedpo.input("target_base") if safedpo else None)
         before = before or model_path(cfg.target.model, cfg.cache_dir)
-        report: dict[str, Any] = {"judge": judge_path, "attacks": len(attacks), "safe_prompts": len(safe_prompts),
-                                  "over_refusal_set": t.over_refusal.name if safe_prompts else None,
-                                  "refusal_judge": refusal_judge}  # fmt: skip
+        report: dict[str, Any] = {
+            "judge": judge_path,
+            "attacks": len(attacks),
+            "safe_prompts": len(safe_prompts),
+            "over_refusal_set": t.over_refusal.name if safe_prompts else None,
+            "refusal_judge": refusal_judge,
+        }
         for name, path in (("before", before), ("after", after)):
             target = Target(str(path), cfg.target, device=device)
             report[name] = {
                 "model": str(path),
-                "asr": attack_success(
-                    target, judge, attacks, samples=t.samples_per_prompt, progress=cfg.progress
-                ),
+                "asr": attack_success(target, judge, attacks, samples=t.samples_per_prompt, progress=cfg.progress),
                 "over_refusal": over_refusal(target, detector, safe_prompts)
                 if safe_prompts
                 else {"n": 0, "rate": None},
@@ -122,33 +124,60 @@ def run_target_eval(cfg: Config) -> dict[str, Any]:
                 [False] * len(safe_prompts), judge.unsafe_scores(safe_prompts), judge.threshold
             )["fpr"]
         plots = [
-            plot_asr_by_style(report["before"]["asr"]["by_attack_style"], report["after"]["asr"]["by_attack_style"],
-                              out / "asr_by_attack_style.png"),
-            plot_asr_heatmap(report["before"]["asr"]["by_style_and_language"],
-                             report["after"]["asr"]["by_style_and_language"], out / "asr_heatmap.png"),
-        ]  # fmt: skip
-        md = f"# Target evaluation: before and after SafeDPO\n\nJudge: `{judge_path}` · {len(attacks)} attack prompts" \
-             f" · {len(safe_prompts)} safe prompts\n\n" + target_comparison_markdown(report) + \
-             "\n![ASR per attack style](asr_by_attack_style.png)\n\n![ASR heat map](asr_heatmap.png)\n"  # fmt: skip
+            plot_asr_by_style(
+                report["before"]["asr"]["by_attack_style"],
+                report["after"]["asr"]["by_attack_style"],
+                out / "asr_by_attack_style.png",
+            ),
+            plot_asr_heatmap(
+                report["before"]["asr"]["by_style_and_language"],
+                report["after"]["asr"]["by_style_and_language"],
+                out / "asr_heatmap.png",
+            ),
+        ]
+        md = (
+            f"# Target evaluation: before and after SafeDPO\n\nJudge: `{judge_path}` · {len(attacks)} attack prompts"
+            f" · {len(safe_prompts)} safe prompts\n\n"
+            + target_comparison_markdown(report)
+            + "\n![ASR per attack style](asr_by_attack_style.png)\n\n![ASR heat map](asr_heatmap.png)\n"
+        )
         write_report(out, "target_report", report, md)
-        write_manifest(out, StageManifest(
-            stage="target_eval",
-            outputs={"report": "target_report.json", "markdown": "target_report.md",
-                     **{p.stem: p.name for p in plots}},
-            inputs={"before": str(before), "after": str(after), "judge": str(judge_path),
-                    "safedpo": str(t.safedpo_dir) if t.safedpo_dir else None},
-            facts={"asr_before": report["before"]["asr"]["overall"]["asr"],
-                   "asr_after": report["after"]["asr"]["overall"]["asr"]},
-            config=to_container(cfg),
-        ))  # fmt: skip
+        write_manifest(
+            out,
+            StageManifest(
+                stage="target_eval",
+                outputs={
+                    "report": "target_report.json",
+                    "markdown": "target_report.md",
+                    **{p.stem: p.name for p in plots},
+                },
+                inputs={
+                    "before": str(before),
+                    "after": str(after),
+                    "judge": str(judge_path),
+                    "safedpo": str(t.safedpo_dir) if t.safedpo_dir else None,
+                },
+                facts={
+                    "asr_before": report["before"]["asr"]["overall"]["asr"],
+                    "asr_after": report["after"]["asr"]["overall"]["asr"],
+                },
+                config=to_container(cfg),
+            ),
+        )
         print(md)
-        tracker.log({f"{k}/asr": report[k]["asr"]["overall"]["asr"] for k in ("before", "after")}
-                    | {f"{k}/over_refusal": report[k]["over_refusal"]["rate"] for k in ("before", "after")})  # fmt: skip
+        tracker.log(
+            {f"{k}/asr": report[k]["asr"]["overall"]["asr"] for k in ("before", "after")}
+            | {f"{k}/over_refusal": report[k]["over_refusal"]["rate"] for k in ("before", "after")}
+        )
         tracker.log_images({p.stem: p for p in plots})
-        tracker.log_table("asr_by_attack_style", ["attack_style", "n", "before", "after"], [
-            [s, v["n"], v["asr"], report["after"]["asr"]["by_attack_style"].get(s, {}).get("asr")]
-            for s, v in report["before"]["asr"]["by_attack_style"].items()
-        ])  # fmt: skip
+        tracker.log_table(
+            "asr_by_attack_style",
+            ["attack_style", "n", "before", "after"],
+            [
+                [s, v["n"], v["asr"], report["after"]["asr"]["by_attack_style"].get(s, {}).get("asr")]
+                for s, v in report["before"]["asr"]["by_attack_style"].items()
+            ],
+        )
         return report
     finally:
         tracker.finish()

@@ -60,10 +60,18 @@ def build_toy_world(root: Path) -> Path:
     corpus = [" ".join([*WEAPONS, *KITCHEN, *FILLER, MARKER])] * 50 + [r["text"] for r in rows]
     tok = build_tiny_tokenizer(corpus, 200, all_bytes=False)
     config = Qwen2Config(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).save_pretrained(root)
     tok.save_pretrained(root)
@@ -73,13 +81,29 @@ def build_toy_world(root: Path) -> Path:
 def toy_overrides(root: Path, out_dir: Path) -> list[str]:
     """Config overrides that play the game in the toy world (all conditions intended unsafe)."""
     return [
-        f"data.seeds={root}/seeds.jsonl", "data.languages=[en]", "data.attack_styles=[direct]", "data.heldout_fraction=0.2",
-        f"guardrail.model.name_or_path={root}", f"generator.model.name_or_path={root}", "guardrail.max_length=32",
-        "guardrail.train.epochs=20", "generator.templates.unsafe='{seed}'", "generator.templates.safe='{seed}'",
-        "generator.use_chat_template=false", "generator.sampling.max_new_tokens=6",
-        "generator.grpo.learning_rate=1e-2", "generator.grpo.beta=0.0", "generator.grpo.num_generations=8",
-        "generator.grpo.prompts_per_step=4", "generator.grpo.steps_per_round=10",
-        "judge.rules=[label_pattern]", "judge.label_pattern='\\bzz\\b'",
-        "game.unsafe_fraction=1.0", "game.categories=[Violent Crimes]",
-        "data.response_examples=false", "logger=none", "progress=false", f"output_dir={out_dir}",
-    ]  # fmt: skip
+        f"data.seeds={root}/seeds.jsonl",
+        "data.languages=[en]",
+        "data.attack_styles=[direct]",
+        "data.heldout_fraction=0.2",
+        f"guardrail.model.name_or_path={root}",
+        f"generator.model.name_or_path={root}",
+        "guardrail.max_length=32",
+        "guardrail.train.epochs=20",
+        "generator.templates.unsafe='{seed}'",
+        "generator.templates.safe='{seed}'",
+        "generator.use_chat_template=false",
+        "generator.sampling.max_new_tokens=6",
+        "generator.grpo.learning_rate=1e-2",
+        "generator.grpo.beta=0.0",
+        "generator.grpo.num_generations=8",
+        "generator.grpo.prompts_per_step=4",
+        "generator.grpo.steps_per_round=10",
+        "judge.rules=[label_pattern]",
+        "judge.label_pattern='\\bzz\\b'",
+        "game.unsafe_fraction=1.0",
+        "game.categories=[Violent Crimes]",
+        "data.response_examples=false",
+        "logger=none",
+        "progress=false",
+        f"output_dir={out_dir}",
+    ]
