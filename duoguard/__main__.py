@@ -1,4 +1,5 @@
-"""`python -m duoguard <app> [overrides...]`: the console scripts without installing them.
+"""`python -m duoguard <app> [overrides...]`: the console scripts without installing them;
+`python -m duoguard settings [prefix]` lists every setting with its default and help text.
 
 Useful where only a checkout is at hand, e.g. a Ray job whose `working_dir` is this repository
 (scripts/ray_submit.py submits `python -m duoguard game ...`).
@@ -8,7 +9,23 @@ from __future__ import annotations
 
 import sys
 
-APPS = ("guardrail", "game", "safedpo", "eval", "pipeline", "classify")
+APPS = ("guardrail", "game", "safedpo", "eval", "pipeline", "classify", "settings")
+
+
+def print_settings(prefix: str = "") -> int:
+    """Every setting under `prefix` (e.g. `generator.grpo`): key, default and help, one per line."""
+    import dataclasses
+
+    from duoguard.config import settings
+
+    found = [s for s in settings() if s[0].startswith(prefix)]
+    for key, _, default, help_text in found:
+        shown = "(section)" if dataclasses.is_dataclass(default) else repr(default)
+        print(f"{key} = {shown}\n    {help_text}")
+    if not found:
+        print(f"no setting starts with {prefix!r}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str]) -> int | None:
@@ -20,6 +37,8 @@ def main(argv: list[str]) -> int | None:
     app, rest = argv[0], argv[1:]
     if app == "classify":
         return cli.classify_main(rest)
+    if app == "settings":
+        return print_settings(*rest[:1])
     sys.argv = [f"duoguard-{app}", *rest]  # Hydra parses sys.argv
     getattr(cli, f"{app}_main")()
     return None

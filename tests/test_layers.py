@@ -90,3 +90,14 @@ def test_apps_start_without_torch_or_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_settings_are_listed_with_their_help():
+    """`python -m duoguard settings <prefix>` prints each documented setting, without torch."""
+    out = subprocess.run([sys.executable, "-m", "duoguard", "settings", "safedpo.delta"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("safedpo.delta = 10.0\n") and "safety margin" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "duoguard", "settings", "nope"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "no setting starts with 'nope'" in bad.stderr
