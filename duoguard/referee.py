@@ -1,4 +1,5 @@
-"""The referee: turns the generator's candidates into rewards, using the judge and the guardrail.
+"""The referee: turns the generator's candidates into rewards and `GeneratedPrompt` records, using the
+judge and the guardrail.
 
 It runs wherever the generator runs (in its Ray actor, or in-process) and reaches the judge and
 the frozen guardrail through role handles, so the same code scores in both runtimes.

@@ -90,16 +90,17 @@ class GeneratedPrompt:
 
 def arrow_schema():
     """The pool's parquet schema, built from `GeneratedPrompt`'s fields and their types."""
-    return _arrow_type(GeneratedPrompt)
+    import pyarrow as pa
+
+    return pa.schema(list(_arrow_type(GeneratedPrompt)))
 
 
 def _arrow_type(hint: Any):
     import pyarrow as pa
 
-    if is_dataclass(hint):
+    if is_dataclass(hint):  # a struct of its fields
         hints = typing.get_type_hints(hint)
-        struct = [pa.field(f.name, _arrow_type(hints[f.name])) for f in fields(hint)]
-        return pa.schema(struct) if hint is GeneratedPrompt else pa.struct(struct)
+        return pa.struct([pa.field(f.name, _arrow_type(hints[f.name])) for f in fields(hint)])
     if isinstance(hint, types.UnionType):  # `X | None`: parquet columns are nullable anyway
         (hint,) = [h for h in typing.get_args(hint) if h is not type(None)]
     if typing.get_origin(hint) is list:
