@@ -22,7 +22,7 @@ import random
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from duoguard.atomic import atomic_dir
 from duoguard.checkpoints import Checkpoints, GameState
 from duoguard.config import Config, GuardrailUpdate, to_container
 from duoguard.data.pool import Pool, normalise
+from duoguard.data.record import GeneratedPrompt
 from duoguard.data.schema import Sample
 from duoguard.errors import GameStopped
 from duoguard.factory import (
@@ -62,35 +63,43 @@ class Roles:
 
 
 # ---------------------------------------------------------------- one round
-def accept(records: list[dict], pool_texts: set[str], seed_texts: set[str], round_index: int) -> list[dict]:
+def accept(
+    records: list[GeneratedPrompt], pool_texts: set[str], seed_texts: set[str], round_index: int
+) -> list[GeneratedPrompt]:
     """Kept candidates that are new: not a seed, not in the pool, not repeated in this round."""
     seen = set(pool_texts) | seed_texts
     accepted = []
     for rec in records:
-        key = normalise(rec["text"])
-        if rec["judge_keep"] and key and key not in seen:
+        key = normalise(rec.text)
+        if rec.judge.keep and key and key not in seen:
             seen.add(key)
-            accepted.append({**rec, "id": f"r{round_index:04d}-{len(accepted):05d}"})
+            accepted.append(replace(rec, id=f"r{round_index:04d}-{len(accepted):05d}"))
     return accepted
 
 
-def judge_rejections(records: list[dict]) -> dict[str, int]:
+def judge_rejections(records: list[GeneratedPrompt]) -> dict[str, int]:
     """How many candidates each judge rule rejected (a candidate may fail several)."""
-    counts = Counter(
-        reason for x in records if not x["judge_keep"] for reason in x["judge_reasons"].split(",") if reason
-    )
+    counts = Counter(reason for x in records if not x.judge.keep for reason in x.judge.reasons)
     return {f"judge/rejected_{reason}": n for reason, n in sorted(counts.items())}
 
 
-def decision_accuracy(scores: np.ndarray, rows: list[dict], threshold: float) -> float | None:
-    if not rows:
+def decision_accuracy(scores: np.ndarray, records: list[GeneratedPrompt], threshold: float) -> float | None:
+    if not records:
         return None
-    want = np.array([r["unsafe"] for r in rows])
+    want = np.array([r.unsafe for r in records])
     return float(np.mean((np.asarray(scores) > threshold) == want))
 
 
-def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seeds: list[Sample],
-               heldout: list[Sample], cfg: Config, out_dir: Path) -> tuple[dict[str, Any], list[dict]]:  # fmt: skip
+def play_round(
+    r: int,
+    roles: Roles,
+    sampler: ConditionSampler,
+    pool: Pool,
+    seeds: list[Sample],
+    heldout: list[Sample],
+    cfg: Config,
+    out_dir: Path,
+) -> tuple[dict[str, Any], list[GeneratedPrompt]]:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -114,7 +123,7 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
     accepted = accept(records, pool.texts(), {normalise(s.text) for s in seeds}, r)
     pool.write_round(r, accepted)
     lap("pool")
-    before = decision_accuracy(np.array([a["guardrail_score"] for a in accepted]), accepted, threshold)
+    before = decision_accuracy(np.array([a.guardrail_score for a in accepted]), accepted, threshold)
     train_stats: dict[str, float] = {}
     update = cfg.game.guardrail_update
     if update != GuardrailUpdate.frozen:
@@ -126,26 +135,26 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
             epochs=cfg.game.guardrail_epochs, seed=cfg.guardrail.train.seed + r,
         )  # fmt: skip
     lap("guardrail_train")
-    after = decision_accuracy(roles.guardrail.call("unsafe_scores", [a["text"] for a in accepted]), accepted, threshold)
+    after = decision_accuracy(roles.guardrail.call("unsafe_scores", [a.text for a in accepted]), accepted, threshold)
     held_scores = roles.guardrail.call("unsafe_scores", [s.text for s in heldout], [s.response for s in heldout])
     held = binary_metrics([s.unsafe for s in heldout], held_scores, threshold)
     lap("eval")
     seconds["seconds_round"] = sum(seconds.values())
     n = len(records)
-    kept = [x for x in records if x["judge_keep"]]
+    kept = [x for x in records if x.judge.keep]
     metrics = {
         "generated": n,
         "kept": len(kept),
         "accepted": len(accepted),
         "keep_rate": len(kept) / n if n else 0.0,
-        "fool_rate": sum(x["fooled"] for x in kept) / n if n else 0.0,  # kept and misclassified / generated
-        "fool_rate_of_kept": sum(x["fooled"] for x in kept) / len(kept) if kept else None,
-        "mean_reward": float(np.mean([x["reward"] for x in records])) if records else None,
+        "fool_rate": sum(x.fooled for x in kept) / n if n else 0.0,  # kept and misclassified / generated
+        "fool_rate_of_kept": sum(x.fooled for x in kept) / len(kept) if kept else None,
+        "mean_reward": float(np.mean([x.reward for x in records])) if records else None,
         "guardrail_acc_before": before,
         "guardrail_acc_after": after,
         "heldout_f1": held["f1"],
         "heldout_auprc": held["auprc"],
-        "pool_size": len(pool.rows()),
+        "pool_size": len(pool.records()),
         **judge_rejections(records),
         "kl": rollout.stats.pop("kl", None),
         **{f"gen/{k}": v for k, v in rollout.stats.items()},
@@ -307,11 +316,24 @@ def _export(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("optimizer.pt"))
 
 
-def _log_candidates(tracker: Tracker, records: list[dict], r: int, rows: int, seed: int) -> None:
+def _log_candidates(tracker: Tracker, records: list[GeneratedPrompt], r: int, rows: int, seed: int) -> None:
     """A random sample of the round's candidates, rejected ones included, as a W&B table."""
     if rows <= 0 or not records:
         return
     sample = random.Random(seed * 1_000 + r).sample(records, min(rows, len(records)))
-    cols = ["text", "language", "category", "unsafe", "attack_style", "guardrail_score", "fooled", "judge_keep",
-            "judge_reasons", "reward"]  # fmt: skip
-    tracker.log_table("candidates", cols, [[x[c] for c in cols] for x in sample], step=r)
+    table = [
+        {
+            "text": x.text,
+            "language": x.language,
+            "category": x.category,
+            "unsafe": x.unsafe,
+            "attack_style": x.attack_style,
+            "guardrail_score": x.guardrail_score,
+            "fooled": x.fooled,
+            "judge_keep": x.judge.keep,
+            "judge_reasons": ",".join(x.judge.reasons),
+            "reward": x.reward,
+        }
+        for x in sample
+    ]
+    tracker.log_table("candidates", list(table[0]), [list(row.values()) for row in table], step=r)

@@ -1,4 +1,5 @@
-"""The referee: turns the generator's candidates into rewards, using the judge and the guardrail.
+"""The referee: turns the generator's candidates into rewards and `GeneratedPrompt` records, using the
+judge and the guardrail.
 
 It runs wherever the generator runs (in its Ray actor, or in-process) and reaches the judge and
 the frozen guardrail through role handles, so the same code scores in both runtimes.
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from duoguard.config import RewardConfig
+from duoguard.data.record import GeneratedPrompt
 from duoguard.rewards import fooled, game_rewards, intended_probability
 from duoguard.roles.judge import Candidate
 
@@ -22,7 +24,7 @@ class Referee:
         self.threshold = threshold
         self.round_index = round_index
 
-    def __call__(self, texts: list[str], conditions: list[dict[str, Any]]) -> tuple[list[float], list[dict[str, Any]]]:
+    def __call__(self, texts: list[str], conditions: list[dict[str, Any]]) -> tuple[list[float], list[GeneratedPrompt]]:
         candidates = [
             Candidate(t, c["seed_text"], bool(c["intended_unsafe"]), c["language"], c["category"])
             for t, c in zip(texts, conditions, strict=True)
@@ -42,23 +44,19 @@ class Referee:
         )
         was_fooled = fooled(scores, intended, self.threshold)
         records = [
-            {
-                "text": c.text,
-                "language": c.language,
-                "categories": [c.category] if c.intended_unsafe else [],
-                "unsafe": c.intended_unsafe,
-                "category": c.category,
-                "attack_style": cond["attack_style"],
-                "round": self.round_index,
-                "seed_id": cond["seed_id"],
-                "source": "duoguard-game",
-                "guardrail_score": float(scores[i]),
-                "fooled": bool(was_fooled[i]),
-                "judge_keep": bool(v.keep),
-                "judge_reasons": ",".join(v.reasons),
-                "judge_rating": v.rating,
-                "reward": float(rewards[i]),
-            }
+            GeneratedPrompt(
+                text=c.text,
+                language=c.language,
+                category=c.category,
+                attack_style=cond["attack_style"],
+                unsafe=c.intended_unsafe,
+                seed_id=cond["seed_id"],
+                round=self.round_index,
+                guardrail_score=float(scores[i]),
+                fooled=bool(was_fooled[i]),
+                judge=v,
+                reward=float(rewards[i]),
+            )
             for i, (c, cond, v) in enumerate(zip(candidates, conditions, verdicts, strict=True))
         ]
         return rewards.tolist(), records

@@ -3,6 +3,8 @@ its share of every GRPO step, gradients are averaged over ranks, results merge d
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from duoguard.config import ConfigError
@@ -38,7 +40,7 @@ def test_two_generator_ranks_play_one_game_in_sync_and_deterministically(tmp_pat
     moved = sum((p - q).abs().sum().item() for p, q in zip(trained.parameters(), base.parameters(), strict=True))
     assert moved > 0 and all(torch.isfinite(p).all() for p in trained.parameters())
     # same seed, same game: the merge order does not depend on which rank finished first
-    rows = lambda d: [(r["id"], r["text"], round(r["guardrail_score"], 6)) for r in Pool(tmp_path / d / "pool").rows()]
+    rows = lambda d: [(r.id, r.text, round(r.guardrail_score, 6)) for r in Pool(tmp_path / d / "pool").records()]
     assert rows("a") == rows("b") and rows("a")
     assert runs[0]["history"][0]["mean_reward"] == pytest.approx(runs[1]["history"][0]["mean_reward"])
 
@@ -52,10 +54,14 @@ def test_data_parallel_settings_are_checked_before_anything_starts():
 
 def test_rollouts_from_ranks_merge_by_step_then_rank():
     from duoguard.roles.generator import Rollout
+    from tests.test_pool import records
 
-    rank0 = Rollout([{"text": "a", "step": 0}, {"text": "c", "step": 1}], {"kl": 0.1, "seconds_scoring": 1.0})
-    rank1 = Rollout([{"text": "b", "step": 0}, {"text": "d", "step": 1}], {"kl": 0.2, "seconds_scoring": 3.0})
+    def rollout(texts_and_steps, stats):
+        return Rollout([replace(r, text=t, step=s) for r, (t, s) in zip(records(1, 2), texts_and_steps)], stats)
+
+    rank0 = rollout([("a", 0), ("c", 1)], {"kl": 0.1, "seconds_scoring": 1.0})
+    rank1 = rollout([("b", 0), ("d", 1)], {"kl": 0.2, "seconds_scoring": 3.0})
     merged = Rollout.merged([rank0, rank1])
-    assert [r["text"] for r in merged.records] == ["a", "b", "c", "d"]
+    assert [r.text for r in merged.records] == ["a", "b", "c", "d"]
     assert merged.stats["kl"] == 0.1  # TRL gathers its metrics over ranks: rank 0 logs them
     assert merged.stats["seconds_scoring"] == 3.0  # the slowest rank

@@ -145,7 +145,7 @@ def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_
     rounds = [h["round"] for h in result["history"]]
     assert rounds == [1, 2]
     assert result["history"][1]["role_failures"] == 1  # round 2 was retried once
-    ids = [r["id"] for r in Pool(out / "pool").rows()]
+    ids = [r.id for r in Pool(out / "pool").records()]
     assert len(ids) == len(set(ids)) and Pool(out / "pool").rounds() == [1, 2]
     assert np.isfinite(result["history"][1]["mean_reward"])
 

@@ -22,6 +22,7 @@ def test_default_game_completes_two_rounds_with_every_output(tmp_path, cache_dir
     from transformers import AutoModelForCausalLM
 
     from duoguard import Guardrail
+    from duoguard.data.record import arrow_schema
 
     start = time.perf_counter()
     proc = run_app("duoguard-game", f"hydra.run.dir={tmp_path}")  # the default: tiny_cpu, W&B offline
@@ -47,19 +48,11 @@ def test_default_game_completes_two_rounds_with_every_output(tmp_path, cache_dir
         assert key in lines[0], key
     assert lines[0]["generated"] == 64
     pool = load_dataset("parquet", data_files=str(tmp_path / "pool" / "round_*.parquet"), split="train")
-    for col in (
-        "text",
-        "language",
-        "categories",
-        "unsafe",
-        "attack_style",
-        "round",
-        "seed_id",
-        "source",
-        "guardrail_score",
-        "judge_keep",
-    ):
-        assert col in pool.column_names, col
+    assert pool.column_names == arrow_schema().names  # GeneratedPrompt's fields, the judge's verdict a struct
+    assert {"text", "language", "category", "unsafe", "attack_style", "round", "seed_id", "source"} <= set(
+        pool.column_names
+    ) and {"guardrail_score", "judge"} <= set(pool.column_names)
+    assert all(row["judge"]["keep"] and isinstance(row["judge"]["reasons"], list) for row in pool)
     assert pool.num_rows == sum(x["accepted"] for x in lines)
     guard = Guardrail.from_pretrained(tmp_path / "guardrail", device="cpu")
     assert guard.predict(["hello there"]).shape == (1, 12)
@@ -91,7 +84,7 @@ def test_ray_and_local_runtimes_give_the_same_game(tmp_path, cache_dir):
     keys = ("generated", "kept", "accepted", "fool_rate", "mean_reward", "kl", "heldout_f1", "guardrail_acc_after")
     for key in keys:
         assert local["history"][0][key] == pytest.approx(ray["history"][0][key], abs=1e-6), key
-    rows = lambda d: [(r["id"], r["text"], round(r["guardrail_score"], 5)) for r in Pool(tmp_path / d / "pool").rows()]
+    rows = lambda d: [(r.id, r.text, round(r.guardrail_score, 5)) for r in Pool(tmp_path / d / "pool").records()]
     assert rows("local") == rows("ray")
 
 
@@ -130,12 +123,12 @@ def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(tmp_path, cach
     assert metrics == [1, 2, 3]
     pool = Pool(run / "pool")
     assert pool.rounds() == [1, 2, 3]
-    ids = [r["id"] for r in pool.rows()]
+    ids = [r.id for r in pool.records()]
     assert len(ids) == len(set(ids))
     assert sorted(p.name for p in (run / "pool").glob("*.parquet")) == [f"round_000{i}.parquet" for i in (1, 2, 3)]
     # the same seed gives the same game, interrupted or not
-    reference_rows = [(r["id"], r["text"]) for r in Pool(tmp_path / "reference" / "pool").rows()]
-    assert [(r["id"], r["text"]) for r in pool.rows()] == reference_rows
+    reference_rows = [(r.id, r.text) for r in Pool(tmp_path / "reference" / "pool").records()]
+    assert [(r.id, r.text) for r in pool.records()] == reference_rows
 
 
 def test_resume_modes_fail_clearly(tmp_path, cache_dir):

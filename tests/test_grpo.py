@@ -9,6 +9,7 @@ exactly representable in float32 (TRL's reward dtype), so TRL and duoguard see t
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -100,6 +101,7 @@ def test_generator_scores_reach_trl_unchanged(tmp_path, tiny_base, captured_adva
     from duoguard.prompts import Condition
     from duoguard.roles.generator import Generator
     from tests.conftest import compose
+    from tests.test_pool import records
 
     overrides = [
         "output_dir=/tmp/x", f"generator.grpo.num_generations={G}", "generator.grpo.prompts_per_step=2",
@@ -117,7 +119,8 @@ def test_generator_scores_reach_trl_unchanged(tmp_path, tiny_base, captured_adva
         # known rewards: a fixed function of the candidate's position in the call (float32-exact)
         rewards = [float((3 * i) % 5) - 1.5 for i in range(len(texts))]
         seen.append({"rewards": rewards, "seed_ids": [c["seed_id"] for c in conds]})
-        return rewards, [{"text": t, "reward": r} for t, r in zip(texts, rewards, strict=True)]
+        (record,) = records(0, 1)
+        return rewards, [replace(record, text=t, reward=r) for t, r in zip(texts, rewards, strict=True)]
 
     rollout = gen.play(conditions, score, round_index=0)
 
@@ -126,7 +129,8 @@ def test_generator_scores_reach_trl_unchanged(tmp_path, tiny_base, captured_adva
     assert len(rewards) == 2 * G and sorted(set(seed_ids)) == ["s0", "s1"]
     assert all(seed_ids[i] == seed_ids[i - i % G] for i in range(len(seed_ids)))  # groups share a condition
     assert rollout.stats["grpo_steps"] == 1.0 and len(rollout.records) == 2 * G
-    assert [r["reward"] for r in rollout.records] == rewards
+    assert [r.reward for r in rollout.records] == rewards
+    assert [r.step for r in rollout.records] == [0] * len(rewards)  # the GRPO step, set by the generator
 
     trainer = gen._trainer
     # per candidate, in order, as TRL logged them

@@ -10,7 +10,7 @@ import pytest
 from duoguard.config import PairsConfig
 from duoguard.data.readers import DataError
 from duoguard.safedpo.pairs import build_pairs, save_pairs
-from tests.test_pool import rows as pool_rows
+from tests.test_pool import records as pool_records
 
 PAIRS_CFG = PairsConfig(
     recipe="egida", samples_per_prompt=2, max_pairs=100, responder="refusal", safety_system_prompt="Be safe."
@@ -113,7 +113,7 @@ def test_pool_split_is_stable_and_disjoint(tmp_path):
     from duoguard.stages.safedpo import pool_prompts, split_prompts
 
     pool = Pool(tmp_path / "pool")
-    pool.write_round(1, pool_rows(1, 40))
+    pool.write_round(1, pool_records(1, 40))
     train, held = split_prompts(pool_prompts(pool.root), 0.25)
     again, held_again = split_prompts(pool_prompts(pool.root), 0.25)
     assert [p["id"] for p in held] == [p["id"] for p in held_again] and len(train) == len(again)
@@ -142,11 +142,16 @@ def test_pairs_from_a_written_pool_carry_provenance_and_guardrail_labels(tmp_pat
     pool = Pool(tmp_path / "pool")
     styles, languages = ["direct", "roleplay", "story"], ["en", "fr"]
     for round_index in (1, 2):
-        rows = pool_rows(round_index, 3)
-        for i, r in enumerate(rows):
-            r.update(text=f"request {round_index}.{i}: how do I do something risky",
-                     attack_style=styles[i], language=languages[(i + round_index) % 2])  # fmt: skip
-        pool.write_round(round_index, rows)
+        records = [
+            replace(
+                r,
+                text=f"request {round_index}.{i}: how do I do something risky",
+                attack_style=styles[i],
+                language=languages[(i + round_index) % 2],
+            )
+            for i, r in enumerate(pool_records(round_index, 3))
+        ]
+        pool.write_round(round_index, records)
     prompts = pool_prompts(pool.root)  # as run_safedpo_stage reads the pool
     texts = [p["text"] for p in prompts]
     # the threshold at the median of the target's first answers' scores: half its answers are judged unsafe
@@ -159,11 +164,16 @@ def test_pairs_from_a_written_pool_carry_provenance_and_guardrail_labels(tmp_pat
     pairs, stats = build_pairs(prompts, target, guard, cfg, refusals=REFUSALS)
     assert stats["prompts"] == 6 and stats["target_unsafe_answers"] == 3
     by_id = {p["prompt_id"]: p for p in pairs}
-    for row in pool.rows():
-        pair = by_id[row["id"]]
+    for record in pool.records():
+        pair = by_id[record.id]
         assert (pair["prompt"], pair["round"], pair["attack_style"], pair["language"], pair["source"]) == (
-            row["text"], row["round"], row["attack_style"], row["language"], row["source"])  # fmt: skip
-        assert pair["category"] == ((row["categories"] or [None])[0])
+            record.text,
+            record.round,
+            record.attack_style,
+            record.language,
+            record.source,
+        )
+        assert pair["category"] == (record.category if record.unsafe else None)
     # every label is the guardrail's response classification of that (prompt, answer)
     ps = [p["prompt"] for p in pairs]
     assert [p["rejected_unsafe"] for p in pairs] == guard.is_unsafe(ps, [p["rejected"] for p in pairs]).tolist()

@@ -3,8 +3,13 @@
 A shard is written to a temp file and renamed into place, then `manifest.json` (also written
 atomically) records it. The manifest is the truth: a crash between the two leaves an orphan
 shard that the next run's `truncate` removes, and a crash during either write leaves the
-earlier shards and manifest untouched. Shards load with
+earlier shards and manifest untouched. A shard's rows are `GeneratedPrompt` records (its
+docstring and fields document the columns); shards load with
 `datasets.load_dataset("parquet", data_files="pool/round_*.parquet")`.
+
+Manifest version 2 (this shape) replaced version 1 (`categories` instead of `category`, so a
+safe prompt's topic was lost, and the judge's reasons in one comma-separated string). A
+version-1 pool is not read: every read or write stops with an error naming its manifest.
 """
 
 from __future__ import annotations
@@ -13,41 +18,21 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from duoguard.atomic import write_json_atomic
+from duoguard.data.record import GeneratedPrompt, arrow_schema
 from duoguard.data.schema import Sample
+from duoguard.errors import UserError
 
 MANIFEST = "manifest.json"
-COLUMNS = {
-    "id": "string",
-    "text": "string",
-    "language": "string",
-    "categories": "list<string>",
-    "unsafe": "bool",
-    "attack_style": "string",
-    "round": "int32",
-    "seed_id": "string",
-    "source": "string",
-    "guardrail_score": "float",  # P(unsafe) from the frozen guardrail when the candidate was made
-    "fooled": "bool",  # the guardrail's decision differed from the intended label
-    "judge_keep": "bool",
-    "judge_reasons": "string",
-    "judge_rating": "float",
-    "reward": "float",
-}
+VERSION = 2
 
 
-def _schema():
-    import pyarrow as pa
-
-    types = {
-        "string": pa.string(), "bool": pa.bool_(), "int32": pa.int32(), "float": pa.float32(),
-        "list<string>": pa.list_(pa.string()),
-    }  # fmt: skip
-    return pa.schema([(name, types[t]) for name, t in COLUMNS.items()])
+class PoolError(UserError):
+    """A pool this version of duoguard cannot read."""
 
 
 def normalise(text: str) -> str:
@@ -64,23 +49,34 @@ class Pool:
 
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():
-            return {"version": 1, "shards": []}
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+            return {"version": VERSION, "shards": []}
+        manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        version = manifest.get("version", 1)
+        if version != VERSION:
+            raise PoolError(
+                f"{self.manifest_path}: a version-{version} pool; this duoguard reads version {VERSION} only "
+                "(columns: duoguard.data.record.GeneratedPrompt). Play the game again into a new output_dir, "
+                "or read this pool with the duoguard that wrote it"
+            )
+        return manifest
 
     def rounds(self) -> list[int]:
         return [s["round"] for s in self.manifest()["shards"]]
 
-    def write_round(self, round_index: int, rows: Sequence[Mapping[str, Any]]) -> Path:
+    def write_round(self, round_index: int, records: Sequence[GeneratedPrompt]) -> Path:
         """Write (or rewrite) round `round_index`'s shard, then record it in the manifest."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        manifest = self.manifest()  # a pool of another version stops here, before anything is written
+        bad = [type(r).__name__ for r in records if not isinstance(r, GeneratedPrompt)]
+        if bad:
+            raise TypeError(f"pool rows must be GeneratedPrompt records, got {sorted(set(bad))}")
+        if any(not r.id for r in records):
+            raise ValueError(f"pool records lack ids (round {round_index}): the game gives them on acceptance")
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"round_{round_index:04d}.parquet"
-        missing = [c for c in COLUMNS if rows and c not in rows[0]]
-        if missing:
-            raise ValueError(f"pool rows lack columns {missing}")
-        table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=_schema())
+        table = pa.Table.from_pylist([r.to_row() for r in records], schema=arrow_schema())
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.root)
         os.close(fd)
         try:
@@ -92,9 +88,8 @@ class Pool:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        manifest = self.manifest()
         shards = [s for s in manifest["shards"] if s["round"] != round_index]
-        shards.append({"round": round_index, "file": name, "rows": len(rows), "sha256": digest})
+        shards.append({"round": round_index, "file": name, "rows": len(records), "sha256": digest})
         manifest["shards"] = sorted(shards, key=lambda s: s["round"])
         write_json_atomic(self.manifest_path, manifest)
         return self.root / name
@@ -112,29 +107,22 @@ class Pool:
             for f in self.root.glob(".round_*"):
                 f.unlink()
 
-    def rows(self) -> list[dict[str, Any]]:
+    def records(self) -> list[GeneratedPrompt]:
+        """Every accepted prompt, round by round."""
         import pyarrow.parquet as pq
 
-        out: list[dict[str, Any]] = []
+        out: list[GeneratedPrompt] = []
         for shard in self.manifest()["shards"]:
-            out.extend(pq.read_table(self.root / shard["file"]).to_pylist())
+            path = self.root / shard["file"]
+            table = pq.read_table(path)
+            if table.schema.names != arrow_schema().names:
+                raise PoolError(f"{path}: columns {table.schema.names}, expected {arrow_schema().names}")
+            out.extend(GeneratedPrompt.from_row(row) for row in table.to_pylist())
         return out
 
     def samples(self) -> list[Sample]:
-        """Accepted rows as training samples for the guardrail."""
-        return [
-            Sample(
-                text=r["text"],
-                language=r["language"],
-                categories=list(r["categories"] or []),
-                unsafe=bool(r["unsafe"]),
-                attack_style=r["attack_style"],
-                source=r["source"],
-                id=r["id"],
-                provenance={"round": r["round"], "seed_id": r["seed_id"], "guardrail_score": r["guardrail_score"]},
-            )
-            for r in self.rows()
-        ]
+        """Accepted prompts as training samples (for the guardrail, and SafeDPO's prompts)."""
+        return [r.to_sample() for r in self.records()]
 
     def texts(self) -> set[str]:
-        return {normalise(r["text"]) for r in self.rows()}
+        return {normalise(r.text) for r in self.records()}

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from duoguard.config import GeneratorConfig, config_file
+from duoguard.data.record import GeneratedPrompt
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.prompts import Condition, render
 from duoguard.training import SkipNonFinite, quiet_trainer
@@ -32,8 +33,8 @@ from duoguard.trl_private import check_grpo_trainer, reset_grpo_rollout, set_grp
 
 log = logging.getLogger(__name__)
 
-# score(texts, conditions) -> (rewards, records): rewards per candidate, one record dict each
-ScoreFn = Callable[[list[str], list[dict[str, Any]]], tuple[list[float], list[dict[str, Any]]]]
+# score(texts, conditions) -> (rewards, records): a reward and a record per candidate
+ScoreFn = Callable[[list[str], list[dict[str, Any]]], tuple[list[float], list[GeneratedPrompt]]]
 
 OPTIMIZER_FILE = "optimizer.pt"
 
@@ -42,7 +43,7 @@ OPTIMIZER_FILE = "optimizer.pt"
 class Rollout:
     """What one round of play produced: every scored candidate and the trainer's statistics."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[GeneratedPrompt] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
 
     @staticmethod
@@ -50,7 +51,7 @@ class Rollout:
         """One rollout from a data-parallel generator's ranks: candidates ordered by step, then rank;
         TRL's logged statistics are already gathered over ranks (rank 0's), timings the slowest."""
         records = sorted(
-            (rec for rollout in ranks for rec in rollout.records), key=lambda rec: rec.get("step") or 0
+            (rec for rollout in ranks for rec in rollout.records), key=lambda rec: rec.step or 0
         )  # sorted() is stable: within a step, rank order
         stats = dict(ranks[0].stats)
         for key in ("seconds_scoring", "seconds_generate_and_update"):
@@ -105,7 +106,7 @@ class Generator:
         self._optimizer_state = Path(model_path) / OPTIMIZER_FILE
         self._trainer = None
         self._score: ScoreFn | None = None
-        self._records: list[dict[str, Any]] = []
+        self._records: list[GeneratedPrompt] = []
         self._score_seconds = 0.0
 
     # ------------------------------------------------------------------ prompts
@@ -149,7 +150,7 @@ class Generator:
         self._score_seconds += time.perf_counter() - start
         step = columns["trainer_state"].global_step if "trainer_state" in columns else None
         for r in records:
-            r["step"] = step
+            r.step = step
         self._records.extend(records)
         finite = [x is not None and math.isfinite(x) for x in rewards]
         if not all(finite):  # a broken reward must not move the policy: skip this update, count it

@@ -21,18 +21,12 @@ import difflib
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from duoguard.config import JudgeConfig, JudgeRule
+from duoguard.data.record import Verdict
 from duoguard.errors import UserError
 from duoguard.prompts import LANGUAGE_NAMES
-
-
-@dataclass
-class Verdict:
-    keep: bool
-    reasons: list[str] = field(default_factory=list)  # the rules that failed
-    rating: float | None = None  # LLM judge rating, when one ran
 
 
 @dataclass
