@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from duoguard.data.benchmarks import Benchmark
+from duoguard.data.record import PromptRecord
 from duoguard.metrics import binary_metrics
 from duoguard.report import markdown_table
 
@@ -75,18 +75,21 @@ def flat_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, floa
 
 
 # ---------------------------------------------------------------- targets: attack success and over-refusal
-@dataclass
-class AttackPrompt:
-    text: str
-    language: str
-    category: str | None
-    attack_style: str | None
-    source: str
-
-
-def attacks_from_benchmark(bench: Benchmark, limit: int | None = None) -> list[AttackPrompt]:
+def attacks_from_benchmark(bench: Benchmark, limit: int | None = None) -> list[PromptRecord]:
     """The unsafe prompts of a benchmark file as attacks (its name stands for the attack style)."""
-    prompts = [AttackPrompt(e.text, e.language, e.category, bench.name, bench.name) for e in bench.examples if e.unsafe]
+    prompts = [
+        PromptRecord(
+            id=f"{bench.name}:{i}",
+            text=e.text,
+            language=e.language,
+            category=e.category,
+            attack_style=bench.name,
+            unsafe=True,
+            source=bench.name,
+        )
+        for i, e in enumerate(bench.examples)
+        if e.unsafe
+    ]
     return prompts[:limit] if limit else prompts
 
 
@@ -98,7 +101,7 @@ def _rate_table(flags: Sequence[bool], keys: Sequence[str | None]) -> dict[str, 
 
 
 def attack_success(
-    target, judge, attacks: Sequence[AttackPrompt], *, samples: int = 1, progress: bool = False
+    target, judge, attacks: Sequence[PromptRecord], *, samples: int = 1, progress: bool = False
 ) -> dict[str, Any]:
     """ASR = answers the judge (a guardrail, response classification) labels unsafe / all answers,
     overall and per attack style, category, language and source, with counts."""

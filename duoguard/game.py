@@ -32,7 +32,7 @@ from duoguard.atomic import atomic_dir
 from duoguard.checkpoints import Checkpoints, GameState
 from duoguard.config import Config, GuardrailUpdate, to_container
 from duoguard.data.pool import Pool, normalise
-from duoguard.data.record import GeneratedPrompt
+from duoguard.data.record import PromptRecord
 from duoguard.data.schema import Sample
 from duoguard.errors import GameStopped
 from duoguard.factory import (
@@ -64,8 +64,8 @@ class Roles:
 
 # ---------------------------------------------------------------- one round
 def accept(
-    records: list[GeneratedPrompt], pool_texts: set[str], seed_texts: set[str], round_index: int
-) -> list[GeneratedPrompt]:
+    records: list[PromptRecord], pool_texts: set[str], seed_texts: set[str], round_index: int
+) -> list[PromptRecord]:
     """Kept candidates that are new: not a seed, not in the pool, not repeated in this round."""
     seen = set(pool_texts) | seed_texts
     accepted = []
@@ -77,13 +77,13 @@ def accept(
     return accepted
 
 
-def judge_rejections(records: list[GeneratedPrompt]) -> dict[str, int]:
+def judge_rejections(records: list[PromptRecord]) -> dict[str, int]:
     """How many candidates each judge rule rejected (a candidate may fail several)."""
     counts = Counter(reason for x in records if not x.judge.keep for reason in x.judge.reasons)
     return {f"judge/rejected_{reason}": n for reason, n in sorted(counts.items())}
 
 
-def decision_accuracy(scores: np.ndarray, records: list[GeneratedPrompt], threshold: float) -> float | None:
+def decision_accuracy(scores: np.ndarray, records: list[PromptRecord], threshold: float) -> float | None:
     if not records:
         return None
     want = np.array([r.unsafe for r in records])
@@ -99,7 +99,7 @@ def play_round(
     heldout: list[Sample],
     cfg: Config,
     out_dir: Path,
-) -> tuple[dict[str, Any], list[GeneratedPrompt]]:
+) -> tuple[dict[str, Any], list[PromptRecord]]:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -316,7 +316,7 @@ def _export(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("optimizer.pt"))
 
 
-def _log_candidates(tracker: Tracker, records: list[GeneratedPrompt], r: int, rows: int, seed: int) -> None:
+def _log_candidates(tracker: Tracker, records: list[PromptRecord], r: int, rows: int, seed: int) -> None:
     """A random sample of the round's candidates, rejected ones included, as a W&B table."""
     if rows <= 0 or not records:
         return

@@ -1,4 +1,4 @@
-"""The referee: turns the generator's candidates into rewards and `GeneratedPrompt` records, using the
+"""The referee: turns the generator's candidates into rewards and `PromptRecord` records, using the
 judge and the guardrail.
 
 It runs wherever the generator runs (in its Ray actor, or in-process) and reaches the judge and
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from duoguard.config import RewardConfig
-from duoguard.data.record import GeneratedPrompt
+from duoguard.data.record import PromptRecord
 from duoguard.rewards import fooled, game_rewards, intended_probability
 from duoguard.roles.judge import Candidate
 
@@ -24,7 +24,7 @@ class Referee:
         self.threshold = threshold
         self.round_index = round_index
 
-    def __call__(self, texts: list[str], conditions: list[dict[str, Any]]) -> tuple[list[float], list[GeneratedPrompt]]:
+    def __call__(self, texts: list[str], conditions: list[dict[str, Any]]) -> tuple[list[float], list[PromptRecord]]:
         candidates = [
             Candidate(t, c["seed_text"], bool(c["intended_unsafe"]), c["language"], c["category"])
             for t, c in zip(texts, conditions, strict=True)
@@ -44,7 +44,7 @@ class Referee:
         )
         was_fooled = fooled(scores, intended, self.threshold)
         records = [
-            GeneratedPrompt(
+            PromptRecord(
                 text=c.text,
                 language=c.language,
                 category=c.category,

@@ -48,7 +48,7 @@ def test_default_game_completes_two_rounds_with_every_output(tmp_path, cache_dir
         assert key in lines[0], key
     assert lines[0]["generated"] == 64
     pool = load_dataset("parquet", data_files=str(tmp_path / "pool" / "round_*.parquet"), split="train")
-    assert pool.column_names == arrow_schema().names  # GeneratedPrompt's fields, the judge's verdict a struct
+    assert pool.column_names == arrow_schema().names  # PromptRecord's fields, the judge's verdict a struct
     assert {"text", "language", "category", "unsafe", "attack_style", "round", "seed_id", "source"} <= set(
         pool.column_names
     ) and {"guardrail_score", "judge"} <= set(pool.column_names)

@@ -9,6 +9,7 @@ import pytest
 
 from duoguard.config import PairsConfig
 from duoguard.data.readers import DataError
+from duoguard.data.record import PromptRecord
 from duoguard.safedpo.pairs import build_pairs, save_pairs
 from tests.test_pool import records as pool_records
 
@@ -17,33 +18,36 @@ PAIRS_CFG = PairsConfig(
 )
 REFUSALS = {"en": "I can't help.", "fr": "Je ne peux pas."}
 PROMPTS = [
-    {
-        "id": "r1-0",
-        "text": "p0",
-        "language": "en",
-        "category": "Hate",
-        "attack_style": "direct",
-        "source": "game",
-        "round": 1,
-    },
-    {
-        "id": "r1-1",
-        "text": "p1",
-        "language": "fr",
-        "category": "Hate",
-        "attack_style": "story",
-        "source": "game",
-        "round": 1,
-    },
-    {
-        "id": "r1-2",
-        "text": "p2",
-        "language": "en",
-        "category": "Privacy",
-        "attack_style": "direct",
-        "source": "game",
-        "round": 2,
-    },
+    PromptRecord(
+        id="r1-0",
+        text="p0",
+        language="en",
+        category="Hate",
+        attack_style="direct",
+        source="game",
+        unsafe=True,
+        round=1,
+    ),
+    PromptRecord(
+        id="r1-1",
+        text="p1",
+        language="fr",
+        category="Hate",
+        attack_style="story",
+        source="game",
+        unsafe=True,
+        round=1,
+    ),
+    PromptRecord(
+        id="r1-2",
+        text="p2",
+        language="en",
+        category="Privacy",
+        attack_style="direct",
+        source="game",
+        unsafe=True,
+        round=2,
+    ),
 ]
 SCRIPT = {"p0": ["HARM a", "fine b"], "p1": ["fine c", "fine d"], "p2": ["", "HARM e"]}
 
@@ -116,8 +120,8 @@ def test_pool_split_is_stable_and_disjoint(tmp_path):
     pool.write_round(1, pool_records(1, 40))
     train, held = split_prompts(pool_prompts(pool.root), 0.25)
     again, held_again = split_prompts(pool_prompts(pool.root), 0.25)
-    assert [p["id"] for p in held] == [p["id"] for p in held_again] and len(train) == len(again)
-    assert not {p["id"] for p in train} & {p["id"] for p in held}
+    assert [p.id for p in held] == [p.id for p in held_again] and len(train) == len(again)
+    assert not {p.id for p in train} & {p.id for p in held}
     assert 4 <= len(held) <= 18 and len(train) + len(held) == 40
 
 
@@ -153,7 +157,7 @@ def test_pairs_from_a_written_pool_carry_provenance_and_guardrail_labels(tmp_pat
         ]
         pool.write_round(round_index, records)
     prompts = pool_prompts(pool.root)  # as run_safedpo_stage reads the pool
-    texts = [p["text"] for p in prompts]
+    texts = [p.text for p in prompts]
     # the threshold at the median of the target's first answers' scores: half its answers are judged unsafe
     first = [a[0] for a in target.answer(texts, n=1, seed=0)]
     scores = guard.unsafe_scores(texts, first)
@@ -173,7 +177,7 @@ def test_pairs_from_a_written_pool_carry_provenance_and_guardrail_labels(tmp_pat
             record.language,
             record.source,
         )
-        assert pair["category"] == (record.category if record.unsafe else None)
+        assert pair["category"] == record.category  # a safe prompt keeps its topic too
     # every label is the guardrail's response classification of that (prompt, answer)
     ps = [p["prompt"] for p in pairs]
     assert [p["rejected_unsafe"] for p in pairs] == guard.is_unsafe(ps, [p["rejected"] for p in pairs]).tolist()

@@ -10,14 +10,14 @@ import pytest
 
 import duoguard.data.pool as pool_module
 from duoguard.data.pool import Pool, PoolError
-from duoguard.data.record import GeneratedPrompt, Verdict, arrow_schema
+from duoguard.data.record import PromptRecord, Verdict, arrow_schema
 from duoguard.data.schema import Sample
 
 
-def records(round_index: int, n: int) -> list[GeneratedPrompt]:
+def records(round_index: int, n: int) -> list[PromptRecord]:
     """Accepted prompts of one round; odd ones unsafe, all about hate (the safe ones as their topic)."""
     return [
-        GeneratedPrompt(
+        PromptRecord(
             id=f"r{round_index}-{i}",
             text=f"prompt {round_index}.{i}",
             language="en",
@@ -101,7 +101,7 @@ def test_truncate_forgets_later_rounds_and_rewrite_replaces(tmp_path):
     assert pool.rounds() == [1] and not (pool.root / "round_0002.parquet").exists()
     pool.write_round(1, records(1, 1))
     assert len(pool.records()) == 1
-    with pytest.raises(TypeError, match="must be GeneratedPrompt records, got \\['dict'\\]"):
+    with pytest.raises(TypeError, match="must be PromptRecord records, got \\['dict'\\]"):
         pool.write_round(4, [{"text": "x"}])
     with pytest.raises(ValueError, match="lack ids"):
         pool.write_round(4, [replace(records(4, 1)[0], id="")])
@@ -121,7 +121,7 @@ def test_an_intended_safe_candidates_category_survives_the_pool_round_trip(tmp_p
 
 
 def test_every_field_survives_the_pool_round_trip(tmp_path):
-    record = GeneratedPrompt(
+    record = PromptRecord(
         id="r0003-00007",
         text="Écris une histoire où « quelqu'un » …",
         language="fr",
@@ -138,11 +138,11 @@ def test_every_field_survives_the_pool_round_trip(tmp_path):
         source="somewhere",
         provenance={"generator": "tiny", "nested": {"a": [1, 2]}},
     )
-    assert [f.name for f in fields(GeneratedPrompt)] == arrow_schema().names
+    assert [f.name for f in fields(PromptRecord)] == arrow_schema().names
     pool = Pool(tmp_path / "pool")
     pool.write_round(3, [record])
     assert pool.records() == [record]
-    assert GeneratedPrompt.from_row(record.to_row()) == record
+    assert PromptRecord.from_row(record.to_row()) == record
     assert pool.samples() == [
         Sample(
             text=record.text,

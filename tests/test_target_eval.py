@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from duoguard.evaluate import AttackPrompt, attack_success, over_refusal
+from duoguard.data.record import PromptRecord
+from duoguard.evaluate import attack_success, over_refusal
 from duoguard.refusal import RefusalDetector
 
 
@@ -29,11 +30,15 @@ class MarkerJudge:
         return np.array(["HARM" in r for r in responses])
 
 
+def attack(text, language, category, style, source):
+    return PromptRecord(text=text, language=language, category=category, attack_style=style, unsafe=True, source=source)
+
+
 ATTACKS = [
-    AttackPrompt("a1", "en", "Hate", "roleplay", "game"),
-    AttackPrompt("a2", "fr", "Hate", "roleplay", "game"),
-    AttackPrompt("a3", "fr", "Privacy", "direct", "game"),
-    AttackPrompt("a4", "en", "Privacy", "direct", "advbench"),
+    attack("a1", "en", "Hate", "roleplay", "game"),
+    attack("a2", "fr", "Hate", "roleplay", "game"),
+    attack("a3", "fr", "Privacy", "direct", "game"),
+    attack("a4", "en", "Privacy", "direct", "advbench"),
 ]
 SCRIPT = {"a1": ["HARM x", "no"], "a2": ["no", "no"], "a3": ["HARM", "HARM"], "a4": ["sorry", "HARM"]}
 

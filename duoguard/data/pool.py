@@ -3,7 +3,7 @@
 A shard is written to a temp file and renamed into place, then `manifest.json` (also written
 atomically) records it. The manifest is the truth: a crash between the two leaves an orphan
 shard that the next run's `truncate` removes, and a crash during either write leaves the
-earlier shards and manifest untouched. A shard's rows are `GeneratedPrompt` records (its
+earlier shards and manifest untouched. A shard's rows are `PromptRecord` records (its
 docstring and fields document the columns); shards load with
 `datasets.load_dataset("parquet", data_files="pool/round_*.parquet")`.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from duoguard.atomic import write_json_atomic
-from duoguard.data.record import GeneratedPrompt, arrow_schema
+from duoguard.data.record import PromptRecord, arrow_schema
 from duoguard.data.schema import Sample
 from duoguard.errors import UserError
 
@@ -55,7 +55,7 @@ class Pool:
         if version != VERSION:
             raise PoolError(
                 f"{self.manifest_path}: a version-{version} pool; this duoguard reads version {VERSION} only "
-                "(columns: duoguard.data.record.GeneratedPrompt). Play the game again into a new output_dir, "
+                "(columns: duoguard.data.record.PromptRecord). Play the game again into a new output_dir, "
                 "or read this pool with the duoguard that wrote it"
             )
         return manifest
@@ -63,15 +63,15 @@ class Pool:
     def rounds(self) -> list[int]:
         return [s["round"] for s in self.manifest()["shards"]]
 
-    def write_round(self, round_index: int, records: Sequence[GeneratedPrompt]) -> Path:
+    def write_round(self, round_index: int, records: Sequence[PromptRecord]) -> Path:
         """Write (or rewrite) round `round_index`'s shard, then record it in the manifest."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         manifest = self.manifest()  # a pool of another version stops here, before anything is written
-        bad = [type(r).__name__ for r in records if not isinstance(r, GeneratedPrompt)]
+        bad = [type(r).__name__ for r in records if not isinstance(r, PromptRecord)]
         if bad:
-            raise TypeError(f"pool rows must be GeneratedPrompt records, got {sorted(set(bad))}")
+            raise TypeError(f"pool rows must be PromptRecord records, got {sorted(set(bad))}")
         if any(not r.id for r in records):
             raise ValueError(f"pool records lack ids (round {round_index}): the game gives them on acceptance")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -107,17 +107,17 @@ class Pool:
             for f in self.root.glob(".round_*"):
                 f.unlink()
 
-    def records(self) -> list[GeneratedPrompt]:
+    def records(self) -> list[PromptRecord]:
         """Every accepted prompt, round by round."""
         import pyarrow.parquet as pq
 
-        out: list[GeneratedPrompt] = []
+        out: list[PromptRecord] = []
         for shard in self.manifest()["shards"]:
             path = self.root / shard["file"]
             table = pq.read_table(path)
             if table.schema.names != arrow_schema().names:
                 raise PoolError(f"{path}: columns {table.schema.names}, expected {arrow_schema().names}")
-            out.extend(GeneratedPrompt.from_row(row) for row in table.to_pylist())
+            out.extend(PromptRecord.from_row(row) for row in table.to_pylist())
         return out
 
     def samples(self) -> list[Sample]:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from duoguard.config import GeneratorConfig, config_file
-from duoguard.data.record import GeneratedPrompt
+from duoguard.data.record import PromptRecord
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.prompts import Condition, render
 from duoguard.training import SkipNonFinite, quiet_trainer
@@ -34,7 +34,7 @@ from duoguard.trl_private import check_grpo_trainer, reset_grpo_rollout, set_grp
 log = logging.getLogger(__name__)
 
 # score(texts, conditions) -> (rewards, records): a reward and a record per candidate
-ScoreFn = Callable[[list[str], list[dict[str, Any]]], tuple[list[float], list[GeneratedPrompt]]]
+ScoreFn = Callable[[list[str], list[dict[str, Any]]], tuple[list[float], list[PromptRecord]]]
 
 OPTIMIZER_FILE = "optimizer.pt"
 
@@ -43,7 +43,7 @@ OPTIMIZER_FILE = "optimizer.pt"
 class Rollout:
     """What one round of play produced: every scored candidate and the trainer's statistics."""
 
-    records: list[GeneratedPrompt] = field(default_factory=list)
+    records: list[PromptRecord] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
 
     @staticmethod
@@ -106,7 +106,7 @@ class Generator:
         self._optimizer_state = Path(model_path) / OPTIMIZER_FILE
         self._trainer = None
         self._score: ScoreFn | None = None
-        self._records: list[GeneratedPrompt] = []
+        self._records: list[PromptRecord] = []
         self._score_seconds = 0.0
 
     # ------------------------------------------------------------------ prompts

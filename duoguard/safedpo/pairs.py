@@ -17,6 +17,7 @@ from typing import Any
 
 from duoguard.config import PairRecipe, PairsConfig, Responder
 from duoguard.data.readers import DataError, iter_rows
+from duoguard.data.record import PromptRecord
 from duoguard.data.schema import SampleError, parse_bool
 
 log = logging.getLogger(__name__)
@@ -84,21 +85,33 @@ def read_pku_saferlhf(
 
 # ---------------------------------------------------------------- pairs from the game's prompts
 def safe_answers(
-    prompts: Sequence[Mapping[str, Any]], pairs_cfg: PairsConfig, refusals: Mapping[str, str], target, responder
+    prompts: Sequence[PromptRecord], pairs_cfg: PairsConfig, refusals: Mapping[str, str], target, responder
 ) -> list[str]:
     """The safe responder's answer to each prompt: a canned refusal in the prompt's language
     (`refusals`, from data.response_templates.refusal), the target itself with a
     safety system prompt, or another model with that prompt."""
     kind = pairs_cfg.responder
     if kind == Responder.refusal:
-        return [refusals.get(p.get("language") or "en", refusals["en"]) for p in prompts]
+        return [refusals.get(p.language or "en", refusals["en"]) for p in prompts]
     model = target if kind == Responder.target else responder
-    answers = model.answer([p["text"] for p in prompts], n=1, system=pairs_cfg.safety_system_prompt, seed=1)
+    answers = model.answer([p.text for p in prompts], n=1, system=pairs_cfg.safety_system_prompt, seed=1)
     return [a[0] for a in answers]
 
 
+def provenance(prompt: PromptRecord) -> dict[str, Any]:
+    """Where a pair's prompt came from (PROVENANCE_FIELDS)."""
+    return {
+        "prompt_id": prompt.id,
+        "language": prompt.language,
+        "category": prompt.category,
+        "attack_style": prompt.attack_style,
+        "source": prompt.source,
+        "round": prompt.round,
+    }
+
+
 def build_pairs(
-    prompts: Sequence[Mapping[str, Any]],
+    prompts: Sequence[PromptRecord],
     target,
     guardrail,
     pairs_cfg: PairsConfig,
@@ -107,11 +120,11 @@ def build_pairs(
     responder=None,
     progress: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Pairs from prompts (dicts with text, id, language, category, attack_style, source, round)."""
+    """Pairs from prompt records (their provenance goes with each pair)."""
     k = pairs_cfg.samples_per_prompt
-    answers = target.answer([p["text"] for p in prompts], n=k, seed=0, progress=progress)
+    answers = target.answer([p.text for p in prompts], n=k, seed=0, progress=progress)
     safe = safe_answers(prompts, pairs_cfg, refusals, target, responder)
-    flat_prompts = [p["text"] for p in prompts for _ in range(k)] + [p["text"] for p in prompts]
+    flat_prompts = [p.text for p in prompts for _ in range(k)] + [p.text for p in prompts]
     flat_answers = [a for group in answers for a in group] + safe
     unsafe = guardrail.is_unsafe(flat_prompts, flat_answers, progress=progress)
     target_unsafe = unsafe[: len(prompts) * k].reshape(len(prompts), k)
@@ -140,12 +153,12 @@ def build_pairs(
                 continue
         pairs.append(
             {
-                "prompt": p["text"],
+                "prompt": p.text,
                 "chosen": safe[i],
                 "rejected": rejected,
                 "chosen_unsafe": h_w,
                 "rejected_unsafe": h_l,
-                **{f: p.get(f if f != "prompt_id" else "id") for f in PROVENANCE_FIELDS},
+                **provenance(p),
             }
         )
         if len(pairs) >= pairs_cfg.max_pairs:

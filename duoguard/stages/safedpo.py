@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from duoguard.atomic import atomic_dir, write_text_atomic
+from duoguard.atomic import atomic_dir
 from duoguard.config import Config, ConfigError, OnBadRow, Responder, to_container
 from duoguard.data.pool import Pool
+from duoguard.data.record import PromptRecord, write_prompts
 from duoguard.errors import UserError
 from duoguard.factory import model_path, set_up_torch
 from duoguard.manifest import StageManifest, read_manifest, write_manifest
@@ -33,35 +33,23 @@ HELDOUT_ATTACKS = "attacks_heldout.jsonl"
 
 
 # ---------------------------------------------------------------- the prompts
-def split_prompts(prompts: list[dict], heldout_fraction: float) -> tuple[list[dict], list[dict]]:
+def split_prompts(
+    prompts: list[PromptRecord], heldout_fraction: float
+) -> tuple[list[PromptRecord], list[PromptRecord]]:
     """Prompts split by a hash of their id (stable across runs and machines)."""
     train, heldout = [], []
     for prompt in prompts:
-        bucket = int(hashlib.sha256(prompt["id"].encode()).hexdigest(), 16) % 10_000
+        bucket = int(hashlib.sha256(prompt.id.encode()).hexdigest(), 16) % 10_000
         (heldout if bucket < heldout_fraction * 10_000 else train).append(prompt)
     return train, heldout
 
 
-def as_prompt(sample) -> dict:
-    """A prompt for the target to answer, with its provenance (round: the game's, None for a file's)."""
-    return {
-        "id": sample.id,
-        "text": sample.text,
-        "language": sample.language,
-        "unsafe": sample.unsafe,
-        "category": (sample.categories or [None])[0],
-        "attack_style": sample.attack_style,
-        "source": sample.source,
-        "round": (sample.provenance or {}).get("round"),
-    }
-
-
-def pool_prompts(pool_dir: Path) -> list[dict]:
+def pool_prompts(pool_dir: Path) -> list[PromptRecord]:
     """A game's accepted prompts (its pool)."""
-    return [as_prompt(s) for s in Pool(pool_dir).samples()]
+    return Pool(pool_dir).records()
 
 
-def prompt_file_prompts(cfg: Config) -> list[dict]:
+def prompt_file_prompts(cfg: Config) -> list[PromptRecord]:
     """`safedpo.prompt_files` as prompts: each row is checked by the sample schema (a bad row
     stops the read with file and line, or is skipped with data.on_bad_row=skip); `source` is the
     row's, else the file's `source`, else the file name; `id` the row's, else `<file name>:<line>`."""
@@ -77,7 +65,7 @@ def prompt_file_prompts(cfg: Config) -> list[dict]:
         skip_bad_rows=cfg.data.on_bad_row == OnBadRow.skip,
         key="safedpo.prompt_files",
     )
-    return [as_prompt(s) for s in samples]
+    return [PromptRecord.from_sample(s) for s in samples]
 
 
 def _stage_inputs(cfg: Config) -> tuple[Path | None, Path | None]:
@@ -127,14 +115,14 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
     train_prompts, heldout = split_prompts(from_pool + from_files, p.heldout_fraction)
     n_split = len(train_prompts)
     if p.unsafe_prompts_only:
-        train_prompts = [x for x in train_prompts if x["unsafe"]]
+        train_prompts = [x for x in train_prompts if x.unsafe]
     if (from_pool or from_files) and not train_prompts and not extra_pairs:
         raise UserError(
             f"no prompts left to build pairs from: {len(from_pool)} from the pool and {len(from_files)} from "
             f"safedpo.prompt_files, {len(heldout)} held out (safedpo.pairs.heldout_fraction), "
             f"{n_split - len(train_prompts)} safe-labelled left out (safedpo.pairs.unsafe_prompts_only)"
         )
-    write_text_atomic(out / HELDOUT_ATTACKS, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in heldout))
+    write_prompts(out / HELDOUT_ATTACKS, heldout)
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="safedpo")
     try:

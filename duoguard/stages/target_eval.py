@@ -8,12 +8,12 @@ outputs  target_report.{md,json}, plots, and manifest.json last
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from duoguard.config import Config, RefusalJudge, to_container
+from duoguard.data.record import PromptRecord, read_prompts
 from duoguard.errors import UserError
 from duoguard.factory import load_benchmark_entry, model_path, set_up_torch
 from duoguard.manifest import StageManifest, read_manifest, write_manifest
@@ -23,18 +23,11 @@ from duoguard.tracking import Tracker
 log = logging.getLogger(__name__)
 
 
-def _heldout_attacks(safedpo: StageManifest | None, limit: int | None):
-    from duoguard.evaluate import AttackPrompt
-
+def _heldout_attacks(safedpo: StageManifest | None, limit: int | None) -> list[PromptRecord]:
+    """The SafeDPO stage's held-out game prompts that were meant to be unsafe (the target never trained on them)."""
     if safedpo is None:
         return []
-    path = safedpo.output("heldout_attacks")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    attacks = [
-        AttackPrompt(r["text"], r["language"], r["category"], r["attack_style"], "game_heldout")
-        for r in rows
-        if r["unsafe"]
-    ]
+    attacks = [p for p in read_prompts(safedpo.output("heldout_attacks")) if p.unsafe]
     return attacks[:limit] if limit else attacks
 
 
