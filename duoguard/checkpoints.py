@@ -81,10 +81,14 @@ class Checkpoints:
         def build(tmp: Path) -> None:
             roles.generator.call("save", str(tmp / "generator"))
             roles.guardrail.call("save_pretrained", str(tmp / "guardrail"))
-            write_json_atomic(tmp / "state.json", {"round": state.round, "history": state.history,
-                                                   "run_id": state.run_id, "pool": state.pool})  # fmt: skip
-            torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-                       tmp / "rng.pt")  # fmt: skip
+            write_json_atomic(
+                tmp / "state.json",
+                {"round": state.round, "history": state.history, "run_id": state.run_id, "pool": state.pool},
+            )
+            torch.save(
+                {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                tmp / "rng.pt",
+            )
 
         folder = atomic_dir(self.root / name, build, replace=True)
         write_json_atomic(self.root / LATEST, {"round": round_index, "dir": name})

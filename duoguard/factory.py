@@ -58,7 +58,9 @@ def load_training_samples(cfg: Config, taxonomy: Taxonomy) -> list[Sample]:
     """Seeds plus every configured training file, all checked against the schema."""
     d = cfg.data
     samples = load_seeds(d.seeds, taxonomy, list(d.languages), list(d.attack_styles), d.max_text_chars)
-    samples += load_train_files(d.train_files, schema_context(cfg, taxonomy), skip_bad_rows=d.on_bad_row == OnBadRow.skip)
+    samples += load_train_files(
+        d.train_files, schema_context(cfg, taxonomy), skip_bad_rows=d.on_bad_row == OnBadRow.skip
+    )
     if not samples:
         raise ConfigError("data.seeds: no training samples (data.seeds is null and data.train_files is empty)")
     return samples

@@ -43,7 +43,7 @@ from duoguard.factory import (
     model_path,
     set_up_torch,
     split_with_responses,
-)  # fmt: skip
+)
 from duoguard.metrics import binary_metrics
 from duoguard.prompts import ConditionSampler
 from duoguard.referee import Referee
@@ -88,8 +88,16 @@ def decision_accuracy(scores: np.ndarray, rows: list[dict], threshold: float) ->
     return float(np.mean((np.asarray(scores) > threshold) == want))
 
 
-def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seeds: list[Sample],
-               heldout: list[Sample], cfg: Config, out_dir: Path) -> tuple[dict[str, Any], list[dict]]:  # fmt: skip
+def play_round(
+    r: int,
+    roles: Roles,
+    sampler: ConditionSampler,
+    pool: Pool,
+    seeds: list[Sample],
+    heldout: list[Sample],
+    cfg: Config,
+    out_dir: Path,
+) -> tuple[dict[str, Any], list[dict]]:
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -120,10 +128,15 @@ def play_round(r: int, roles: Roles, sampler: ConditionSampler, pool: Pool, seed
         if update == GuardrailUpdate.restart:
             roles.guardrail.call("restart")
         train_stats = roles.guardrail.call(
-            "train", seeds + pool.samples(), cfg.guardrail.train, output_dir=str(out_dir / ".trainer"),
-            precision=cfg.guardrail.model.precision, progress=cfg.progress,
-            epochs=cfg.game.guardrail_epochs, seed=cfg.guardrail.train.seed + r,
-        )  # fmt: skip
+            "train",
+            seeds + pool.samples(),
+            cfg.guardrail.train,
+            output_dir=str(out_dir / ".trainer"),
+            precision=cfg.guardrail.model.precision,
+            progress=cfg.progress,
+            epochs=cfg.game.guardrail_epochs,
+            seed=cfg.guardrail.train.seed + r,
+        )
     lap("guardrail_train")
     after = decision_accuracy(roles.guardrail.call("unsafe_scores", [a["text"] for a in accepted]), accepted, threshold)
     held_scores = roles.guardrail.call("unsafe_scores", [s.text for s in heldout], [s.response for s in heldout])
@@ -164,31 +177,56 @@ def spawn_roles(runtime, cfg: Config, names: list[str], ckpt: Path | None, out_d
     g, grpo = cfg.guardrail, cfg.generator.grpo
     return Roles(
         guardrail=runtime.spawn(
-            "guardrail", build_guardrail, cfg, names, model_path(g.model, cfg.cache_dir),
-            str(ckpt / "guardrail") if ckpt else g.init_checkpoint, runtime.device("guardrail"),
+            "guardrail",
+            build_guardrail,
+            cfg,
+            names,
+            model_path(g.model, cfg.cache_dir),
+            str(ckpt / "guardrail") if ckpt else g.init_checkpoint,
+            runtime.device("guardrail"),
             key="the round checkpoint" if ckpt else "guardrail.init_checkpoint",
-            hints={"train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
-                   "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size)},
+            hints={
+                "train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
+                "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size),
+            },
         ),
         judge=runtime.spawn(
-            "judge", build_judge, cfg, model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
-            runtime.device("judge"), hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
+            "judge",
+            build_judge,
+            cfg,
+            model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
+            runtime.device("judge"),
+            hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
         ),
         generator=runtime.spawn(
-            "generator", build_generator, cfg, str(ckpt / "generator") if ckpt else gen_base, gen_base,
-            str(out_dir / ".generator"), runtime.device("generator"),
-            hints={"play": ("generator.grpo.prompts_per_step", f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})")},
+            "generator",
+            build_generator,
+            cfg,
+            str(ckpt / "generator") if ckpt else gen_base,
+            gen_base,
+            str(out_dir / ".generator"),
+            runtime.device("generator"),
+            hints={
+                "play": (
+                    "generator.grpo.prompts_per_step",
+                    f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})",
+                )
+            },
             merge={"play": Rollout.merged},  # generator.num_workers > 1: one rollout from every rank's share
         ),
-    )  # fmt: skip
+    )
 
 
 def warm_up(roles: Roles, seeds: list[Sample], cfg: Config, out_dir: Path) -> None:
     if cfg.game.warmup_guardrail:
         stats = roles.guardrail.call(
-            "train", seeds, cfg.guardrail.train, output_dir=str(out_dir / ".trainer"),
-            precision=cfg.guardrail.model.precision, progress=cfg.progress,
-        )  # fmt: skip
+            "train",
+            seeds,
+            cfg.guardrail.train,
+            output_dir=str(out_dir / ".trainer"),
+            precision=cfg.guardrail.model.precision,
+            progress=cfg.progress,
+        )
         log.info("guardrail warm-up on %d seeds: loss %.4f", len(seeds), stats["train_loss"])
 
 
@@ -225,15 +263,24 @@ def play_game(cfg: Config) -> dict[str, Any]:
         log.info("the game in %s already played its %d rounds", out_dir, state.round)
         return {"rounds": state.round, "history": state.history, "output_dir": str(out_dir)}
     sampler = ConditionSampler(
-        [s for s in seeds if s.response is None], [taxonomy.resolve(c) for c in cfg.game.categories or taxonomy.names],
-        list(cfg.data.languages), list(cfg.data.attack_styles), unsafe_fraction=cfg.game.unsafe_fraction,
+        [s for s in seeds if s.response is None],
+        [taxonomy.resolve(c) for c in cfg.game.categories or taxonomy.names],
+        list(cfg.data.languages),
+        list(cfg.data.attack_styles),
+        unsafe_fraction=cfg.game.unsafe_fraction,
         seed=cfg.seed,
-    )  # fmt: skip
+    )
     set_up_torch(cfg)
     pool = Pool(out_dir / "pool")
     pool.truncate(state.round if state else 0)
-    tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), run_id=state.run_id if state else None,
-                      job_type="game", step_name="round")  # fmt: skip
+    tracker = Tracker(
+        cfg.logger,
+        out_dir,
+        config=to_container(cfg),
+        run_id=state.run_id if state else None,
+        job_type="game",
+        step_name="round",
+    )
     history = list(state.history) if state else []
     tracker.rewrite_history(history)
     runtime = make_runtime(cfg.runtime, cfg.ray, {"generator": cfg.generator.num_workers})
@@ -255,8 +302,10 @@ def play_game(cfg: Config) -> dict[str, Any]:
                 failures += 1
                 pool.truncate(r - 1)  # what stays on disk is the last completed round
                 if failures > cfg.game.max_role_failures:
-                    raise GameStopped(f"{e}; {failures} role failures (game.max_role_failures="
-                                      f"{cfg.game.max_role_failures}): the game stops with round {r - 1} complete") from e  # fmt: skip
+                    raise GameStopped(
+                        f"{e}; {failures} role failures (game.max_role_failures="
+                        f"{cfg.game.max_role_failures}): the game stops with round {r - 1} complete"
+                    ) from e
                 log.warning("%s; retrying round %d from the round %d checkpoint", e, r, r - 1)
                 reload_roles(roles, checkpoints.latest_dir())
                 continue
@@ -268,9 +317,14 @@ def play_game(cfg: Config) -> dict[str, Any]:
             _log_candidates(tracker, records, r, cfg.game.sample_table_rows, cfg.seed)
             log.info(
                 "round %d: generated %d, kept %d, accepted %d, fool rate %.3f, held-out F1 %s, %.1f s",
-                r, metrics["generated"], metrics["kept"], metrics["accepted"], metrics["fool_rate"],
-                f"{metrics['heldout_f1']:.3f}" if metrics["heldout_f1"] is not None else "–", metrics["seconds_round"],
-            )  # fmt: skip
+                r,
+                metrics["generated"],
+                metrics["kept"],
+                metrics["accepted"],
+                metrics["fool_rate"],
+                f"{metrics['heldout_f1']:.3f}" if metrics["heldout_f1"] is not None else "–",
+                metrics["seconds_round"],
+            )
             r, failures = r + 1, 0
         export_final(checkpoints.latest_dir(), out_dir, tracker)
         return {"rounds": len(history), "history": history, "output_dir": str(out_dir)}
@@ -300,6 +354,16 @@ def _log_candidates(tracker: Tracker, records: list[dict], r: int, rows: int, se
     if rows <= 0 or not records:
         return
     sample = random.Random(seed * 1_000 + r).sample(records, min(rows, len(records)))
-    cols = ["text", "language", "category", "unsafe", "attack_style", "guardrail_score", "fooled", "judge_keep",
-            "judge_reasons", "reward"]  # fmt: skip
+    cols = [
+        "text",
+        "language",
+        "category",
+        "unsafe",
+        "attack_style",
+        "guardrail_score",
+        "fooled",
+        "judge_keep",
+        "judge_reasons",
+        "reward",
+    ]
     tracker.log_table("candidates", cols, [[x[c] for c in cols] for x in sample], step=r)

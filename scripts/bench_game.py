@@ -55,9 +55,14 @@ def shape_overrides(shape: str | None) -> list[str]:
     out = []
     for role, name in (("guardrail", "0.5b"), ("generator", shape)):
         hidden, inter, layers, heads, kv = SHAPES[name]
-        out += [f"{role}.model.tiny.hidden_size={hidden}", f"{role}.model.tiny.intermediate_size={inter}",
-                f"{role}.model.tiny.num_layers={layers}", f"{role}.model.tiny.num_heads={heads}",
-                f"{role}.model.tiny.num_kv_heads={kv}", f"{role}.model.precision=auto"]  # fmt: skip
+        out += [
+            f"{role}.model.tiny.hidden_size={hidden}",
+            f"{role}.model.tiny.intermediate_size={inter}",
+            f"{role}.model.tiny.num_layers={layers}",
+            f"{role}.model.tiny.num_heads={heads}",
+            f"{role}.model.tiny.num_kv_heads={kv}",
+            f"{role}.model.precision=auto",
+        ]
     return out
 
 
@@ -95,12 +100,22 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
     try:
         gen_base = model_path(cfg.generator.model, cfg.cache_dir)
         gen = build_generator(cfg, gen_base, gen_base, str(work / "gen"), device)
-        sampler = ConditionSampler([s for s in seeds if s.response is None], taxonomy.names, list(cfg.data.languages),
-                                   list(cfg.data.attack_styles), seed=0)  # fmt: skip
+        sampler = ConditionSampler(
+            [s for s in seeds if s.response is None],
+            taxonomy.names,
+            list(cfg.data.languages),
+            list(cfg.data.attack_styles),
+            seed=0,
+        )
         n_prompts = cfg.generator.grpo.prompts_per_step * cfg.generator.grpo.steps_per_round
         dataset = Dataset.from_list([{"prompt": gen.prompt(c)} for c in sampler.draw(n_prompts, 0)])
-        trainer = GRPOTrainer(model=gen.model, reward_funcs=[lambda completions, **_: [rng.random() for _ in completions]],
-                              args=gen.grpo_args(), train_dataset=dataset, processing_class=gen.tokenizer)  # fmt: skip
+        trainer = GRPOTrainer(
+            model=gen.model,
+            reward_funcs=[lambda completions, **_: [rng.random() for _ in completions]],
+            args=gen.grpo_args(),
+            train_dataset=dataset,
+            processing_class=gen.tokenizer,
+        )
         quiet_trainer(trainer)
         trainer.train()  # first call builds the optimizer, as the game's first round does
         trainer._step, trainer._buffered_inputs = 0, None
@@ -125,7 +140,11 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
             train = seeds + [s for s in pool if s.provenance["round"] <= r]
             start = time.perf_counter()
             guard.train(
-                train, cfg.guardrail.train, output_dir=work / "trainer", progress=False, epochs=cfg.game.guardrail_epochs
+                train,
+                cfg.guardrail.train,
+                output_dir=work / "trainer",
+                progress=False,
+                epochs=cfg.game.guardrail_epochs,
             )
             parts["guardrail"] = time.perf_counter() - start
 
@@ -158,8 +177,14 @@ def main() -> None:
     rows = []
     for size in [int(x) for x in args.sizes.split(",")]:
         out = Path(tempfile.mkdtemp(prefix="bench_game_"))
-        common = ["logger=none", "progress=false", f"game.rounds={args.rounds}", f"generator.grpo.prompts_per_step={size}",
-                  *shape_overrides(args.shape), *([f"runtime.device={args.device}"] if args.device else [])]  # fmt: skip
+        common = [
+            "logger=none",
+            "progress=false",
+            f"game.rounds={args.rounds}",
+            f"generator.grpo.prompts_per_step={size}",
+            *shape_overrides(args.shape),
+            *([f"runtime.device={args.device}"] if args.device else []),
+        ]
         try:
             histories, walls = {}, {}
             for runtime in runtimes:
@@ -176,9 +201,14 @@ def main() -> None:
         for r in timed:
             h = histories[first][r - 1]
             tokens = h["generated"] * (h.get("gen/completion_tokens") or 0)
-            row = {"prompts_per_step": size, "round": r, "samples": h["generated"], "parts_s": parts[r]["sum"],
-                   **{f"{k}_s": v for k, v in parts[r].items() if k != "sum"},
-                   "gen_tokens_per_s": tokens / h["seconds_rollout"]}  # fmt: skip
+            row = {
+                "prompts_per_step": size,
+                "round": r,
+                "samples": h["generated"],
+                "parts_s": parts[r]["sum"],
+                **{f"{k}_s": v for k, v in parts[r].items() if k != "sum"},
+                "gen_tokens_per_s": tokens / h["seconds_rollout"],
+            }
             for runtime in runtimes:
                 row[f"{runtime}_s"] = walls[runtime][r]
                 row[f"{runtime}_ratio"] = walls[runtime][r] / parts[r]["sum"]
@@ -188,9 +218,19 @@ def main() -> None:
                 }
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if not k.endswith("_phases")}), flush=True)
-    cols = ["samples", "round", *[f"{rt}_s" for rt in runtimes], "parts_s", "grpo_s", "scoring_s", "guardrail_s",
-            "eval_s", *[f"{rt}_ratio" for rt in runtimes], *[f"{rt}_rounds_per_min" for rt in runtimes],
-            "gen_tokens_per_s"]  # fmt: skip
+    cols = [
+        "samples",
+        "round",
+        *[f"{rt}_s" for rt in runtimes],
+        "parts_s",
+        "grpo_s",
+        "scoring_s",
+        "guardrail_s",
+        "eval_s",
+        *[f"{rt}_ratio" for rt in runtimes],
+        *[f"{rt}_rounds_per_min" for rt in runtimes],
+        "gen_tokens_per_s",
+    ]
     print(markdown_table(cols, [[r[c] for c in cols] for r in rows], digits=2))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
