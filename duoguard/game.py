@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,17 +47,24 @@ from duoguard.factory import (
 from duoguard.metrics import binary_metrics
 from duoguard.prompts import ConditionSampler
 from duoguard.referee import Referee
-from duoguard.runtime import RoleDied, RoleError, make_runtime
+from duoguard.runtime import RoleDied, RoleError, RoleSpec, Runtime, each_rank, make_runtime, wait_until_alive
 from duoguard.tracking import Tracker
+
+if TYPE_CHECKING:
+    from duoguard.roles.generator import Generator
+    from duoguard.roles.guardrail import Guardrail
+    from duoguard.roles.judge import Judge
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Roles:
-    generator: Any
-    guardrail: Any
-    judge: Any
+    """The three roles, each a runtime handle typed as its role class."""
+
+    generator: Generator
+    guardrail: Guardrail
+    judge: Judge
 
 
 # ---------------------------------------------------------------- one round
@@ -111,9 +118,9 @@ def play_round(
     grpo = cfg.generator.grpo
     conditions = sampler.draw(grpo.prompts_per_step * grpo.steps_per_round, r)
     referee = Referee(roles.guardrail, roles.judge, cfg.game.reward, threshold, r)
-    rollout = roles.generator.call("play", conditions, referee, r)
+    rollout = roles.generator.play(conditions, referee, r)
     if cfg.generator.num_workers > 1:  # data parallel: every rank must hold the same policy
-        sums = roles.generator.call_each("checksum")
+        sums = each_rank(roles.generator).checksum()
         if len(set(sums)) > 1:
             raise RoleError(f"role 'generator': its {len(sums)} data-parallel ranks diverged (weight checksums {sums})")
     lap("rollout")
@@ -126,9 +133,8 @@ def play_round(
     update = cfg.game.guardrail_update
     if update != GuardrailUpdate.frozen:
         if update == GuardrailUpdate.restart:
-            roles.guardrail.call("restart")
-        train_stats = roles.guardrail.call(
-            "train",
+            roles.guardrail.restart()
+        train_stats = roles.guardrail.train(
             seeds + pool.samples(),
             cfg.guardrail.train,
             output_dir=str(out_dir / ".trainer"),
@@ -138,8 +144,8 @@ def play_round(
             seed=cfg.guardrail.train.seed + r,
         )
     lap("guardrail_train")
-    after = decision_accuracy(roles.guardrail.call("unsafe_scores", [a["text"] for a in accepted]), accepted, threshold)
-    held_scores = roles.guardrail.call("unsafe_scores", [s.text for s in heldout], [s.response for s in heldout])
+    after = decision_accuracy(roles.guardrail.unsafe_scores([a["text"] for a in accepted]), accepted, threshold)
+    held_scores = roles.guardrail.unsafe_scores([s.text for s in heldout], [s.response for s in heldout])
     held = binary_metrics([s.unsafe for s in heldout], held_scores, threshold)
     lap("eval")
     seconds["seconds_round"] = sum(seconds.values())
@@ -168,59 +174,58 @@ def play_round(
 
 
 # ---------------------------------------------------------------- the game
-def spawn_roles(runtime, cfg: Config, names: list[str], ckpt: Path | None, out_dir: Path) -> Roles:
+def spawn_roles(runtime: Runtime, cfg: Config, names: list[str], ckpt: Path | None, out_dir: Path) -> Roles:
     """Build the three roles where the runtime puts them, from a checkpoint or the base models."""
     from duoguard.roles.generator import Rollout
 
+    g, grpo, llm = cfg.guardrail, cfg.generator.grpo, cfg.judge.llm.model
     gen_base = model_path(cfg.generator.model, cfg.cache_dir)
-    llm = cfg.judge.llm.model
-    g, grpo = cfg.guardrail, cfg.generator.grpo
-    return Roles(
-        guardrail=runtime.spawn(
-            "guardrail",
-            build_guardrail,
-            cfg,
-            names,
-            model_path(g.model, cfg.cache_dir),
-            str(ckpt / "guardrail") if ckpt else g.init_checkpoint,
-            runtime.device("guardrail"),
+    per_step = f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})"
+    guardrail = RoleSpec(
+        "guardrail",
+        build_guardrail,
+        kwargs=dict(
+            cfg=cfg,
+            categories=names,
+            base_path=model_path(g.model, cfg.cache_dir),
+            checkpoint=str(ckpt / "guardrail") if ckpt else g.init_checkpoint,
+            device=runtime.device("guardrail"),
             key="the round checkpoint" if ckpt else "guardrail.init_checkpoint",
-            hints={
-                "train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
-                "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size),
-            },
         ),
-        judge=runtime.spawn(
-            "judge",
-            build_judge,
-            cfg,
-            model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
-            runtime.device("judge"),
-            hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
-        ),
-        generator=runtime.spawn(
-            "generator",
-            build_generator,
-            cfg,
-            str(ckpt / "generator") if ckpt else gen_base,
-            gen_base,
-            str(out_dir / ".generator"),
-            runtime.device("generator"),
-            hints={
-                "play": (
-                    "generator.grpo.prompts_per_step",
-                    f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})",
-                )
-            },
-            merge={"play": Rollout.merged},  # generator.num_workers > 1: one rollout from every rank's share
-        ),
+        oom_hints={
+            "train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
+            "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size),
+        },
     )
+    judge = RoleSpec(
+        "judge",
+        build_judge,
+        kwargs=dict(
+            cfg=cfg,
+            llm_path=model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
+            device=runtime.device("judge"),
+        ),
+        oom_hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
+    )
+    generator = RoleSpec(
+        "generator",
+        build_generator,
+        kwargs=dict(
+            cfg=cfg,
+            path=str(ckpt / "generator") if ckpt else gen_base,
+            reference_path=gen_base,
+            work_dir=str(out_dir / ".generator"),
+            device=runtime.device("generator"),
+        ),
+        oom_hints={"play": ("generator.grpo.prompts_per_step", per_step)},
+        merge={"play": Rollout.merged},  # generator.num_workers > 1: one rollout from every rank's share
+    )
+    return Roles(guardrail=runtime.spawn(guardrail), judge=runtime.spawn(judge), generator=runtime.spawn(generator))
 
 
 def warm_up(roles: Roles, seeds: list[Sample], cfg: Config, out_dir: Path) -> None:
     if cfg.game.warmup_guardrail:
-        stats = roles.guardrail.call(
-            "train",
+        stats = roles.guardrail.train(
             seeds,
             cfg.guardrail.train,
             output_dir=str(out_dir / ".trainer"),
@@ -232,10 +237,10 @@ def warm_up(roles: Roles, seeds: list[Sample], cfg: Config, out_dir: Path) -> No
 
 def reload_roles(roles: Roles, ckpt: Path) -> None:
     """Every stateful role back to a checkpoint (after a role's process died mid-round)."""
-    for handle in (roles.generator, roles.guardrail, roles.judge):
-        handle.wait_until_alive()  # Ray rebuilds a dead role's actor from its builder
-    roles.generator.call("load", str(ckpt / "generator"))
-    roles.guardrail.call("load", str(ckpt / "guardrail"))
+    for role in (roles.generator, roles.guardrail, roles.judge):
+        wait_until_alive(role)  # Ray rebuilds a dead role's actor from its spec
+    roles.generator.load(str(ckpt / "generator"))
+    roles.guardrail.load(str(ckpt / "guardrail"))
 
 
 def check_nonfinite(history: list[dict], r: int, limit: int) -> None:

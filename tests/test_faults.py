@@ -118,7 +118,7 @@ def test_resource_checks_name_every_role():
 def test_placement_that_cannot_be_reserved_fails_with_the_bundles(monkeypatch):
     import ray
 
-    from duoguard.runtime import RayRuntime
+    from duoguard.runtime.ray_actors import RayRuntime
 
     monkeypatch.setattr(ray, "wait", lambda refs, timeout=None: ([], refs))  # as if no node could hold a bundle
     from duoguard.config import RayConfig, RolesConfig
