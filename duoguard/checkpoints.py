@@ -79,8 +79,8 @@ class Checkpoints:
         name = f"round_{round_index:04d}"
 
         def build(tmp: Path) -> None:
-            roles.generator.call("save", str(tmp / "generator"))
-            roles.guardrail.call("save_pretrained", str(tmp / "guardrail"))
+            roles.generator.save(str(tmp / "generator"))
+            roles.guardrail.save_pretrained(str(tmp / "guardrail"))
             write_json_atomic(
                 tmp / "state.json",
                 {"round": state.round, "history": state.history, "run_id": state.run_id, "pool": state.pool},

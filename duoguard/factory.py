@@ -4,13 +4,14 @@ three roles of the game.
 Every app and stage builds through here, so a setting such as `guardrail.init_checkpoint` or a
 model's `revision` means the same thing in `duoguard-guardrail`, the game and the pipeline. Every
 builder takes the typed `Config` (it pickles, so the runtime may call a role builder inside a Ray
-actor).
+actor); role builders take keyword arguments only, the ones a `RoleSpec` names.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from duoguard.config import BenchmarkConfig, Config, ConfigError, ModelConfig, OnBadRow, to_container
 from duoguard.data.benchmarks import Benchmark, load_benchmark
@@ -19,6 +20,11 @@ from duoguard.data.responses import response_examples
 from duoguard.data.schema import Sample, SchemaContext, split_heldout
 from duoguard.errors import UserError
 from duoguard.taxonomy import Taxonomy
+
+if TYPE_CHECKING:  # the role classes load torch: imported where a role is built
+    from duoguard.roles.generator import Generator
+    from duoguard.roles.guardrail import Guardrail
+    from duoguard.roles.judge import Judge
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,9 @@ def load_training_samples(cfg: Config, taxonomy: Taxonomy) -> list[Sample]:
     """Seeds plus every configured training file, all checked against the schema."""
     d = cfg.data
     samples = load_seeds(d.seeds, taxonomy, list(d.languages), list(d.attack_styles), d.max_text_chars)
-    samples += load_train_files(d.train_files, schema_context(cfg, taxonomy), skip_bad_rows=d.on_bad_row == OnBadRow.skip)
+    samples += load_train_files(
+        d.train_files, schema_context(cfg, taxonomy), skip_bad_rows=d.on_bad_row == OnBadRow.skip
+    )
     if not samples:
         raise ConfigError("data.seeds: no training samples (data.seeds is null and data.train_files is empty)")
     return samples
@@ -99,14 +107,14 @@ def model_path(model_cfg: ModelConfig, cache_dir: str) -> str:
 
 
 def build_guardrail(
+    *,
     cfg: Config,
     categories: Sequence[str],
     base_path: str,
     checkpoint: str | None,
     device: str,
-    *,
     key: str = "guardrail.init_checkpoint",
-):
+) -> Guardrail:
     """The guardrail: a checkpoint (a game round's, or `guardrail.init_checkpoint`) or the base
     model with a fresh head over `categories`; either way with the configured inference settings.
     `key` names the checkpoint's origin in the error when its categories are not the taxonomy's."""
@@ -138,13 +146,19 @@ def build_guardrail(
     return Guardrail.from_base(base_path, list(categories), device=device, **base_options, **opts)
 
 
-def new_guardrail(cfg: Config, taxonomy: Taxonomy):
+def new_guardrail(cfg: Config, taxonomy: Taxonomy) -> Guardrail:
     """The guardrail a training stage starts from (`guardrail.init_checkpoint` or the base model)."""
     base = model_path(cfg.guardrail.model, cfg.cache_dir)
-    return build_guardrail(cfg, taxonomy.names, base, cfg.guardrail.init_checkpoint, cfg.runtime.device)
+    return build_guardrail(
+        cfg=cfg,
+        categories=taxonomy.names,
+        base_path=base,
+        checkpoint=cfg.guardrail.init_checkpoint,
+        device=cfg.runtime.device,
+    )
 
 
-def build_generator(cfg: Config, path: str, reference_path: str, work_dir: str, device: str):
+def build_generator(*, cfg: Config, path: str, reference_path: str, work_dir: str, device: str) -> Generator:
     """The generator policy at `path` (the base model or a round's checkpoint); TRL's KL reference
     stays the base model at `reference_path`."""
     from duoguard.roles.generator import Generator
@@ -161,7 +175,7 @@ def build_generator(cfg: Config, path: str, reference_path: str, work_dir: str, 
     )
 
 
-def build_judge(cfg: Config, llm_path: str | None, device: str):
+def build_judge(*, cfg: Config, llm_path: str | None, device: str) -> Judge:
     """The judge: rule checks always, an LLM rating 1-5 when `judge.llm.model` is set."""
     from duoguard.roles.judge import Judge, LLMJudge
 

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,22 +44,29 @@ from duoguard.factory import (
     model_path,
     set_up_torch,
     split_with_responses,
-)  # fmt: skip
+)
 from duoguard.manifest import StageManifest, has_manifest, write_manifest
 from duoguard.metrics import binary_metrics
 from duoguard.prompts import ConditionSampler
 from duoguard.referee import Referee
-from duoguard.runtime import RoleDied, RoleError, make_runtime
+from duoguard.runtime import RoleDied, RoleError, RoleSpec, Runtime, each_rank, make_runtime, wait_until_alive
 from duoguard.tracking import Tracker
+
+if TYPE_CHECKING:
+    from duoguard.roles.generator import Generator
+    from duoguard.roles.guardrail import Guardrail
+    from duoguard.roles.judge import Judge
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Roles:
-    generator: Any
-    guardrail: Any
-    judge: Any
+    """The three roles, each a runtime handle typed as its role class."""
+
+    generator: Generator
+    guardrail: Guardrail
+    judge: Judge
 
 
 # ---------------------------------------------------------------- one round
@@ -113,9 +120,9 @@ def play_round(
     grpo = cfg.generator.grpo
     conditions = sampler.draw(grpo.prompts_per_step * grpo.steps_per_round, r)
     referee = Referee(roles.guardrail, roles.judge, cfg.game.reward, threshold, r)
-    rollout = roles.generator.call("play", conditions, referee, r)
+    rollout = roles.generator.play(conditions, referee, r)
     if cfg.generator.num_workers > 1:  # data parallel: every rank must hold the same policy
-        sums = roles.generator.call_each("checksum")
+        sums = each_rank(roles.generator).checksum()
         if len(set(sums)) > 1:
             raise RoleError(f"role 'generator': its {len(sums)} data-parallel ranks diverged (weight checksums {sums})")
     lap("rollout")
@@ -128,15 +135,19 @@ def play_round(
     update = cfg.game.guardrail_update
     if update != GuardrailUpdate.frozen:
         if update == GuardrailUpdate.restart:
-            roles.guardrail.call("restart")
-        train_stats = roles.guardrail.call(
-            "train", seeds + pool.samples(), cfg.guardrail.train, output_dir=str(out_dir / ".trainer"),
-            precision=cfg.guardrail.model.precision, progress=cfg.progress,
-            epochs=cfg.game.guardrail_epochs, seed=cfg.guardrail.train.seed + r,
-        )  # fmt: skip
+            roles.guardrail.restart()
+        train_stats = roles.guardrail.train(
+            seeds + pool.samples(),
+            cfg.guardrail.train,
+            output_dir=str(out_dir / ".trainer"),
+            precision=cfg.guardrail.model.precision,
+            progress=cfg.progress,
+            epochs=cfg.game.guardrail_epochs,
+            seed=cfg.guardrail.train.seed + r,
+        )
     lap("guardrail_train")
-    after = decision_accuracy(roles.guardrail.call("unsafe_scores", [a.text for a in accepted]), accepted, threshold)
-    held_scores = roles.guardrail.call("unsafe_scores", [s.text for s in heldout], [s.response for s in heldout])
+    after = decision_accuracy(roles.guardrail.unsafe_scores([a.text for a in accepted]), accepted, threshold)
+    held_scores = roles.guardrail.unsafe_scores([s.text for s in heldout], [s.response for s in heldout])
     held = binary_metrics([s.unsafe for s in heldout], held_scores, threshold)
     lap("eval")
     seconds["seconds_round"] = sum(seconds.values())
@@ -165,49 +176,73 @@ def play_round(
 
 
 # ---------------------------------------------------------------- the game
-def spawn_roles(runtime, cfg: Config, names: list[str], ckpt: Path | None, out_dir: Path) -> Roles:
+def spawn_roles(runtime: Runtime, cfg: Config, names: list[str], ckpt: Path | None, out_dir: Path) -> Roles:
     """Build the three roles where the runtime puts them, from a checkpoint or the base models."""
     from duoguard.roles.generator import Rollout
 
+    g, grpo, llm = cfg.guardrail, cfg.generator.grpo, cfg.judge.llm.model
     gen_base = model_path(cfg.generator.model, cfg.cache_dir)
-    llm = cfg.judge.llm.model
-    g, grpo = cfg.guardrail, cfg.generator.grpo
-    return Roles(
-        guardrail=runtime.spawn(
-            "guardrail", build_guardrail, cfg, names, model_path(g.model, cfg.cache_dir),
-            str(ckpt / "guardrail") if ckpt else g.init_checkpoint, runtime.device("guardrail"),
+    per_step = f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})"
+    guardrail = RoleSpec(
+        "guardrail",
+        build_guardrail,
+        kwargs=dict(
+            cfg=cfg,
+            categories=names,
+            base_path=model_path(g.model, cfg.cache_dir),
+            checkpoint=str(ckpt / "guardrail") if ckpt else g.init_checkpoint,
+            device=runtime.device("guardrail"),
             key="the round checkpoint" if ckpt else "guardrail.init_checkpoint",
-            hints={"train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
-                   "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size)},
         ),
-        judge=runtime.spawn(
-            "judge", build_judge, cfg, model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
-            runtime.device("judge"), hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
+        oom_hints={
+            "train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
+            "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size),
+        },
+    )
+    judge = RoleSpec(
+        "judge",
+        build_judge,
+        kwargs=dict(
+            cfg=cfg,
+            llm_path=model_path(llm, cfg.cache_dir) if llm is not None and llm.name_or_path else None,
+            device=runtime.device("judge"),
         ),
-        generator=runtime.spawn(
-            "generator", build_generator, cfg, str(ckpt / "generator") if ckpt else gen_base, gen_base,
-            str(out_dir / ".generator"), runtime.device("generator"),
-            hints={"play": ("generator.grpo.prompts_per_step", f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})")},
-            merge={"play": Rollout.merged},  # generator.num_workers > 1: one rollout from every rank's share
+        oom_hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
+    )
+    generator = RoleSpec(
+        "generator",
+        build_generator,
+        kwargs=dict(
+            cfg=cfg,
+            path=str(ckpt / "generator") if ckpt else gen_base,
+            reference_path=gen_base,
+            work_dir=str(out_dir / ".generator"),
+            device=runtime.device("generator"),
         ),
-    )  # fmt: skip
+        oom_hints={"play": ("generator.grpo.prompts_per_step", per_step)},
+        merge={"play": Rollout.merged},  # generator.num_workers > 1: one rollout from every rank's share
+    )
+    return Roles(guardrail=runtime.spawn(guardrail), judge=runtime.spawn(judge), generator=runtime.spawn(generator))
 
 
 def warm_up(roles: Roles, seeds: list[Sample], cfg: Config, out_dir: Path) -> None:
     if cfg.game.warmup_guardrail:
-        stats = roles.guardrail.call(
-            "train", seeds, cfg.guardrail.train, output_dir=str(out_dir / ".trainer"),
-            precision=cfg.guardrail.model.precision, progress=cfg.progress,
-        )  # fmt: skip
+        stats = roles.guardrail.train(
+            seeds,
+            cfg.guardrail.train,
+            output_dir=str(out_dir / ".trainer"),
+            precision=cfg.guardrail.model.precision,
+            progress=cfg.progress,
+        )
         log.info("guardrail warm-up on %d seeds: loss %.4f", len(seeds), stats["train_loss"])
 
 
 def reload_roles(roles: Roles, ckpt: Path) -> None:
     """Every stateful role back to a checkpoint (after a role's process died mid-round)."""
-    for handle in (roles.generator, roles.guardrail, roles.judge):
-        handle.wait_until_alive()  # Ray rebuilds a dead role's actor from its builder
-    roles.generator.call("load", str(ckpt / "generator"))
-    roles.guardrail.call("load", str(ckpt / "guardrail"))
+    for role in (roles.generator, roles.guardrail, roles.judge):
+        wait_until_alive(role)  # Ray rebuilds a dead role's actor from its spec
+    roles.generator.load(str(ckpt / "generator"))
+    roles.guardrail.load(str(ckpt / "guardrail"))
 
 
 def check_nonfinite(history: list[dict], r: int, limit: int) -> None:
@@ -237,15 +272,24 @@ def play_game(cfg: Config) -> dict[str, Any]:
             write_game_manifest(out_dir, cfg)
         return {"rounds": state.round, "history": state.history, "output_dir": str(out_dir)}
     sampler = ConditionSampler(
-        [s for s in seeds if s.response is None], [taxonomy.resolve(c) for c in cfg.game.categories or taxonomy.names],
-        list(cfg.data.languages), list(cfg.data.attack_styles), unsafe_fraction=cfg.game.unsafe_fraction,
+        [s for s in seeds if s.response is None],
+        [taxonomy.resolve(c) for c in cfg.game.categories or taxonomy.names],
+        list(cfg.data.languages),
+        list(cfg.data.attack_styles),
+        unsafe_fraction=cfg.game.unsafe_fraction,
         seed=cfg.seed,
-    )  # fmt: skip
+    )
     set_up_torch(cfg)
     pool = Pool(out_dir / "pool")
     pool.truncate(state.round if state else 0)
-    tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), run_id=state.run_id if state else None,
-                      job_type="game", step_name="round")  # fmt: skip
+    tracker = Tracker(
+        cfg.logger,
+        out_dir,
+        config=to_container(cfg),
+        run_id=state.run_id if state else None,
+        job_type="game",
+        step_name="round",
+    )
     history = list(state.history) if state else []
     tracker.rewrite_history(history)
     runtime = make_runtime(cfg.runtime, cfg.ray, {"generator": cfg.generator.num_workers})
@@ -267,8 +311,10 @@ def play_game(cfg: Config) -> dict[str, Any]:
                 failures += 1
                 pool.truncate(r - 1)  # what stays on disk is the last completed round
                 if failures > cfg.game.max_role_failures:
-                    raise GameStopped(f"{e}; {failures} role failures (game.max_role_failures="
-                                      f"{cfg.game.max_role_failures}): the game stops with round {r - 1} complete") from e  # fmt: skip
+                    raise GameStopped(
+                        f"{e}; {failures} role failures (game.max_role_failures="
+                        f"{cfg.game.max_role_failures}): the game stops with round {r - 1} complete"
+                    ) from e
                 log.warning("%s; retrying round %d from the round %d checkpoint", e, r, r - 1)
                 reload_roles(roles, checkpoints.latest_dir())
                 continue
@@ -280,9 +326,14 @@ def play_game(cfg: Config) -> dict[str, Any]:
             _log_candidates(tracker, records, r, cfg.game.sample_table_rows, cfg.seed)
             log.info(
                 "round %d: generated %d, kept %d, accepted %d, fool rate %.3f, held-out F1 %s, %.1f s",
-                r, metrics["generated"], metrics["kept"], metrics["accepted"], metrics["fool_rate"],
-                f"{metrics['heldout_f1']:.3f}" if metrics["heldout_f1"] is not None else "–", metrics["seconds_round"],
-            )  # fmt: skip
+                r,
+                metrics["generated"],
+                metrics["kept"],
+                metrics["accepted"],
+                metrics["fool_rate"],
+                f"{metrics['heldout_f1']:.3f}" if metrics["heldout_f1"] is not None else "–",
+                metrics["seconds_round"],
+            )
             r, failures = r + 1, 0
         export_final(checkpoints.latest_dir(), out_dir, tracker, cfg)
         return {"rounds": len(history), "history": history, "output_dir": str(out_dir)}

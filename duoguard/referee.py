@@ -29,8 +29,8 @@ class Referee:
             Candidate(t, c["seed_text"], bool(c["intended_unsafe"]), c["language"], c["category"])
             for t, c in zip(texts, conditions, strict=True)
         ]
-        verdicts = self.judge.call("judge", candidates)
-        scores = np.asarray(self.guardrail.call("unsafe_scores", texts), dtype=np.float64)
+        verdicts = self.judge.judge(candidates)
+        scores = np.asarray(self.guardrail.unsafe_scores(texts), dtype=np.float64)
         intended = np.array([c.intended_unsafe for c in candidates])
         keep = np.array([v.keep for v in verdicts])
         r = self.reward_cfg

@@ -100,7 +100,9 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
     rng = random.Random(0)
     try:
         gen_base = model_path(cfg.generator.model, cfg.cache_dir)
-        gen = build_generator(cfg, gen_base, gen_base, str(work / "gen"), device)
+        gen = build_generator(
+            cfg=cfg, path=gen_base, reference_path=gen_base, work_dir=str(work / "gen"), device=device
+        )
         sampler = ConditionSampler(
             [s for s in seeds if s.response is None],
             taxonomy.names,
@@ -125,8 +127,14 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
         grpo = time.perf_counter() - start
         del trainer, gen
 
-        guard = build_guardrail(cfg, taxonomy.names, model_path(cfg.guardrail.model, cfg.cache_dir), None, device)
-        judge = build_judge(cfg, None, device)
+        guard = build_guardrail(
+            cfg=cfg,
+            categories=taxonomy.names,
+            base_path=model_path(cfg.guardrail.model, cfg.cache_dir),
+            checkpoint=None,
+            device=device,
+        )
+        judge = build_judge(cfg=cfg, llm_path=None, device=device)
         out = {}
         for r in rounds:
             parts = {"grpo": grpo}

@@ -297,6 +297,7 @@ def test_roles_and_runtime_receive_their_typed_sections(tmp_path, cache_dir):
     runtime = make_runtime(cfg.runtime, cfg.ray)
     assert isinstance(runtime.cfg, RuntimeConfig)
     roles = spawn_roles(runtime, cfg, [c.name for c in cfg.taxonomy.categories], None, tmp_path)
-    assert type(roles.generator.obj.cfg) is GeneratorConfig
-    assert type(roles.judge.obj.cfg) is JudgeConfig
-    assert roles.generator.obj.cfg is not None and roles.judge.obj.cfg == cfg.judge
+    generator, judge = roles.generator._obj, roles.judge._obj  # the role objects (runtime=local)
+    assert type(generator.cfg) is GeneratorConfig
+    assert type(judge.cfg) is JudgeConfig
+    assert generator.cfg is not None and judge.cfg == cfg.judge

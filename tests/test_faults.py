@@ -15,9 +15,13 @@ from duoguard.runtime import ResourceError, RoleOutOfMemory, check_resources
 from tests.conftest import compose
 
 TINY_GAME = [
-    "generator.grpo.steps_per_round=2", "guardrail.train.epochs=1", "game.guardrail_epochs=1",
-    "data.response_examples=false", "logger=none", "progress=false",
-]  # fmt: skip
+    "generator.grpo.steps_per_round=2",
+    "guardrail.train.epochs=1",
+    "game.guardrail_epochs=1",
+    "data.response_examples=false",
+    "logger=none",
+    "progress=false",
+]
 
 
 def nan_rewards_in_round(monkeypatch, bad_round: int):
@@ -46,8 +50,12 @@ def test_nan_rewards_skip_updates_and_stop_the_game_after_the_limit(tmp_path, mo
     assert json.loads((out / "checkpoints" / "latest.json").read_text())["round"] == 1
     assert Pool(out / "pool").rounds() == [1] and not (out / "pool" / "round_0002.parquet").exists()
 
-    tolerant = play_game(compose([*TINY_GAME, "game.rounds=2", "game.max_nonfinite_updates=100",
-                                  f"output_dir={tmp_path / 'tolerant'}"], "game"))  # fmt: skip
+    tolerant = play_game(
+        compose(
+            [*TINY_GAME, "game.rounds=2", "game.max_nonfinite_updates=100", f"output_dir={tmp_path / 'tolerant'}"],
+            "game",
+        )
+    )
     first, second = tolerant["history"]
     assert first["gen/skipped_updates"] == 0 and second["gen/skipped_updates"] == 2  # every step of round 2
 
@@ -59,10 +67,18 @@ def raise_oom(*args, **kwargs):
 @pytest.mark.parametrize(
     "target,method,message",
     [
-        ("duoguard.roles.guardrail.Guardrail", "train", r"role 'guardrail' ran out of memory in train\(\); its batch size is guardrail\.train\.per_device_batch_size=32"),
-        ("duoguard.roles.generator.Generator", "play", r"role 'generator' ran out of memory in play\(\); its batch size is generator\.grpo\.prompts_per_step=4 \(x num_generations=4\)"),
+        (
+            "duoguard.roles.guardrail.Guardrail",
+            "train",
+            r"role 'guardrail' ran out of memory in train\(\); its batch size is guardrail\.train\.per_device_batch_size=32",
+        ),
+        (
+            "duoguard.roles.generator.Generator",
+            "play",
+            r"role 'generator' ran out of memory in play\(\); its batch size is generator\.grpo\.prompts_per_step=4 \(x num_generations=4\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_out_of_memory_names_role_batch_size_and_key(tmp_path, monkeypatch, cache_dir, target, method, message):
     import importlib
 
@@ -75,14 +91,22 @@ def test_out_of_memory_names_role_batch_size_and_key(tmp_path, monkeypatch, cach
 
 
 def test_resource_checks_name_every_role():
-    asks = {"generator": {"num_cpus": 4, "num_gpus": 2}, "guardrail": {"num_cpus": 1, "num_gpus": 0.5},
-            "judge": {"num_cpus": 1, "num_gpus": 0.25}}  # fmt: skip
+    asks = {
+        "generator": {"num_cpus": 4, "num_gpus": 2},
+        "guardrail": {"num_cpus": 1, "num_gpus": 0.5},
+        "judge": {"num_cpus": 1, "num_gpus": 0.25},
+    }
     check_resources(asks, {"CPU": 8, "GPU": 3})  # fits
     with pytest.raises(ResourceError) as e:
         check_resources(asks, {"CPU": 8, "GPU": 2})
     msg = str(e.value)
-    for part in ("generator asks num_cpus=4, num_gpus=2 (runtime.roles.generator)", "guardrail asks num_cpus=1, num_gpus=0.5",
-                 "judge asks num_cpus=1, num_gpus=0.25", "together CPU=6, GPU=2.75", "the cluster has CPU=8, GPU=2"):  # fmt: skip
+    for part in (
+        "generator asks num_cpus=4, num_gpus=2 (runtime.roles.generator)",
+        "guardrail asks num_cpus=1, num_gpus=0.5",
+        "judge asks num_cpus=1, num_gpus=0.25",
+        "together CPU=6, GPU=2.75",
+        "the cluster has CPU=8, GPU=2",
+    ):
         assert part in msg
     with pytest.raises(ResourceError, match=r"runtime.roles.generator.num_gpus=1.5: above 1 it must be a whole number"):
         check_resources({**asks, "generator": {"num_cpus": 1, "num_gpus": 1.5}}, {"CPU": 8, "GPU": 8})
@@ -94,7 +118,7 @@ def test_resource_checks_name_every_role():
 def test_placement_that_cannot_be_reserved_fails_with_the_bundles(monkeypatch):
     import ray
 
-    from duoguard.runtime import RayRuntime
+    from duoguard.runtime.ray_actors import RayRuntime
 
     monkeypatch.setattr(ray, "wait", lambda refs, timeout=None: ([], refs))  # as if no node could hold a bundle
     from duoguard.config import RayConfig, RolesConfig
@@ -138,8 +162,12 @@ def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_
 
     killer = threading.Thread(target=kill_generator_during_round_2, daemon=True)
     killer.start()
-    result = play_game(compose([*TINY_GAME, "runtime=ray", f"generator.num_workers={workers}", "game.rounds=2",
-                                f"output_dir={out}"], "game"))  # fmt: skip
+    result = play_game(
+        compose(
+            [*TINY_GAME, "runtime=ray", f"generator.num_workers={workers}", "game.rounds=2", f"output_dir={out}"],
+            "game",
+        )
+    )
     killer.join(timeout=5)
     assert killed, "the generator actor was never killed"
     rounds = [h["round"] for h in result["history"]]

@@ -1,5 +1,5 @@
 """The architecture as a test: each module imports only modules on lower floors (README, Layout),
-Ray only in runtime.py, nothing imports cli.py, and the apps start without torch."""
+Ray only in runtime/ray_actors.py, nothing imports cli.py, and the apps start without torch."""
 
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ FLOORS = {
     2.3: ["data.readers", "data.responses", "data.pool", "prompts"],
     2.5: ["data.benchmarks"],
     3: ["roles.generator", "roles.guardrail", "roles.judge", "roles.target"],
-    4: ["factory", "runtime", "evaluate", "referee", "refusal", "checkpoints"],
+    # runtime/ is a package on floor 3.9 (it knows no role class); inside it, in order:
+    3.91: ["runtime.handles", "runtime.placement"],
+    3.92: ["runtime.local", "runtime.ray_actors"],
+    3.99: ["runtime"],  # the package's face (duoguard/runtime/__init__.py)
+    4: ["factory", "evaluate", "referee", "refusal", "checkpoints"],
     4.1: ["safedpo.transform"],  # safedpo/: pairs and their transform, then the trainer
     4.2: ["safedpo.pairs", "safedpo.trainer"],
     5: ["game", "stages.guardrail", "stages.safedpo", "stages.target_eval", "classify"],
@@ -76,10 +80,10 @@ def test_modules_import_only_lower_floors():
     assert not wrong, "\n".join(wrong)
 
 
-def test_ray_only_in_runtime_and_nothing_imports_cli():
+def test_ray_only_in_the_ray_runtime_and_nothing_imports_cli():
     for name, path in modules():
         deps = imports(path)
-        if name != "runtime":
+        if name != "runtime.ray_actors":
             assert not any(d == "ray" or d.startswith("ray.") for d in deps), name
         if name != "__main__":
             assert "duoguard.cli" not in deps, name
@@ -102,3 +106,14 @@ def test_settings_are_listed_with_their_help():
     bad = subprocess.run([sys.executable, "-m", "duoguard", "settings", "nope"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "no setting starts with 'nope'" in bad.stderr
+
+
+def test_runtime_without_ray_imports_neither_ray_nor_torch():
+    """The local runtime and the placement arithmetic are plain Python: Ray loads only for runtime=ray."""
+    code = (
+        "import sys, duoguard.runtime, duoguard.runtime.placement, duoguard.runtime.local; "
+        "print(sorted(m for m in ('torch', 'transformers', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,99 @@
+"""Placement arithmetic for runtime=ray, as pure functions (no Ray): what each role asks for, the
+placement-group bundles, and whether they fit the cluster.
+
+A request is {num_cpus, num_gpus, workers} per role: one bundle {CPU: num_cpus, GPU: num_gpus}
+per worker, so the generator and the guardrail get GPUs of their own when GPUs exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from duoguard.config import RolesConfig
+from duoguard.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ROLES = ("generator", "guardrail", "judge")
+
+
+class ResourceError(UserError):
+    """The roles ask for more than the cluster has."""
+
+
+def role_requests(roles_cfg: RolesConfig, workers: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
+    """Each role's request from `runtime.roles` (num_gpus None until share_gpus resolves it)."""
+    return {
+        role: {
+            "num_cpus": getattr(roles_cfg, role).num_cpus,
+            "num_gpus": getattr(roles_cfg, role).num_gpus,
+            "workers": int((workers or {}).get(role, 1)),
+        }
+        for role in ROLES
+    }
+
+
+def bundle_indices(requests: Mapping[str, Mapping[str, Any]]) -> dict[str, list[int]]:
+    """Each role's bundle indices in the placement group: generator workers first, then the
+    guardrail, then the judge."""
+    out: dict[str, list[int]] = {}
+    for role in ROLES:
+        start = sum(len(b) for b in out.values())
+        out[role] = list(range(start, start + requests[role]["workers"]))
+    return out
+
+
+def bundle(request: Mapping[str, float]) -> dict[str, float]:
+    """One worker's placement-group bundle."""
+    out = {"CPU": request["num_cpus"]}
+    if request["num_gpus"] > 0:
+        out["GPU"] = request["num_gpus"]
+    return out
+
+
+def check_resources(requests: Mapping[str, Mapping[str, float]], available: Mapping[str, float]) -> None:
+    """Raise ResourceError, naming each role's request, when the roles cannot fit.
+
+    A request is {num_cpus, num_gpus} per worker, and optionally `workers` (default 1)."""
+    workers = {role: int(r.get("workers", 1)) for role, r in requests.items()}
+    need_cpu = sum(float(r["num_cpus"]) * workers[role] for role, r in requests.items())
+    need_gpu = sum(float(r["num_gpus"]) * workers[role] for role, r in requests.items())
+    have_cpu, have_gpu = float(available.get("CPU", 0)), float(available.get("GPU", 0))
+    problems = []
+    for role, r in requests.items():
+        gpus = float(r["num_gpus"])
+        if gpus > 1 and not gpus.is_integer():
+            problems.append(f"runtime.roles.{role}.num_gpus={gpus}: above 1 it must be a whole number")
+        if float(r["num_cpus"]) <= 0:
+            problems.append(f"runtime.roles.{role}.num_cpus={r['num_cpus']}: must be > 0")
+    if need_cpu > have_cpu or need_gpu > have_gpu or problems:
+        asks = "; ".join(
+            f"{role} asks {f'{workers[role]} workers x ' if workers[role] > 1 else ''}"
+            f"num_cpus={r['num_cpus']:g}, num_gpus={r['num_gpus']:g} (runtime.roles.{role})"
+            for role, r in requests.items()
+        )
+        raise ResourceError(
+            "runtime=ray cannot place the roles: "
+            + (" ".join(problems) + " " if problems else "")
+            + f"{asks}; together CPU={need_cpu:g}, GPU={need_gpu:g}, "
+            f"but the cluster has CPU={have_cpu:g}, GPU={have_gpu:g}. "
+            "Lower runtime.roles.<role>.num_cpus/num_gpus (or generator.num_workers), or add nodes to the cluster."
+        )
+
+
+def share_gpus(requests: dict[str, dict[str, Any]], cluster_gpus: float) -> None:
+    """Resolve `num_gpus: null` (auto), in place: a whole GPU per worker when the cluster has
+    enough for every auto worker, else an equal fraction of what is left (none without GPUs)."""
+    auto = [role for role, r in requests.items() if r["num_gpus"] is None]
+    fixed = sum(float(r["num_gpus"]) * r["workers"] for r in requests.values() if r["num_gpus"] is not None)
+    wanted = sum(requests[role]["workers"] for role in auto)
+    left = max(0.0, cluster_gpus - fixed)
+    share = 1.0 if left >= wanted else math.floor(100 * left / wanted) / 100 if wanted else 0.0
+    for role in auto:
+        requests[role]["num_gpus"] = share
+        log.info("runtime.roles.%s.num_gpus=auto: %g GPU per worker (the cluster has %g)", role, share, cluster_gpus)
+    for r in requests.values():
+        r["num_gpus"] = float(r["num_gpus"])
