@@ -24,11 +24,27 @@ from duoguard.data.schema import Sample
 log = logging.getLogger(__name__)
 
 LANGUAGE_NAMES = {
-    "en": "English", "fr": "French", "es": "Spanish", "de": "German", "it": "Italian", "pt": "Portuguese",
-    "nl": "Dutch", "pl": "Polish", "ru": "Russian", "zh": "Chinese", "ja": "Japanese", "ko": "Korean",
-    "ar": "Arabic", "hi": "Hindi", "bn": "Bengali", "th": "Thai", "vi": "Vietnamese", "sw": "Swahili",
-    "jv": "Javanese", "tr": "Turkish",
-}  # fmt: skip
+    "en": "English",
+    "fr": "French",
+    "es": "Spanish",
+    "de": "German",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "pl": "Polish",
+    "ru": "Russian",
+    "zh": "Chinese",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "ar": "Arabic",
+    "hi": "Hindi",
+    "bn": "Bengali",
+    "th": "Thai",
+    "vi": "Vietnamese",
+    "sw": "Swahili",
+    "jv": "Javanese",
+    "tr": "Turkish",
+}
 
 
 @dataclass(frozen=True)

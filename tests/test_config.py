@@ -22,7 +22,10 @@ APPS = {  # app config -> its entry point in duoguard/cli.py
 # what each app runs once its config is valid, stubbed here so that no model loads: (module, name, returns)
 STAGES = {
     "guardrail": [("duoguard.stages.guardrail", "run_guardrail_stage", None)],
-    "eval": [("duoguard.stages.guardrail", "run_eval_stage", None), ("duoguard.stages.target_eval", "run_target_eval", None)],
+    "eval": [
+        ("duoguard.stages.guardrail", "run_eval_stage", None),
+        ("duoguard.stages.target_eval", "run_target_eval", None),
+    ],
     "game": [("duoguard.game", "play_game", {"history": []})],
     "safedpo": [("duoguard.stages.safedpo", "run_safedpo_stage", None)],
     "pipeline": [("duoguard.pipeline", "run_pipeline", {"after": {"asr": {"overall": {"asr": 0.0}}}})],

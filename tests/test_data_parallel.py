@@ -11,10 +11,16 @@ from duoguard.config import ConfigError
 from tests.conftest import compose
 
 FAST = [
-    "runtime=ray", "generator.num_workers=2", "game.rounds=1", "generator.grpo.steps_per_round=2",
-    "game.warmup_guardrail=false", "game.guardrail_epochs=1", "data.response_examples=false",
-    "logger=none", "progress=false",
-]  # fmt: skip
+    "runtime=ray",
+    "generator.num_workers=2",
+    "game.rounds=1",
+    "generator.grpo.steps_per_round=2",
+    "game.warmup_guardrail=false",
+    "game.guardrail_epochs=1",
+    "data.response_examples=false",
+    "logger=none",
+    "progress=false",
+]
 
 
 @pytest.mark.slow

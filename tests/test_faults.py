@@ -70,12 +70,14 @@ def raise_oom(*args, **kwargs):
         (
             "duoguard.roles.guardrail.Guardrail",
             "train",
-            r"role 'guardrail' ran out of memory in train\(\); its batch size is guardrail\.train\.per_device_batch_size=32",
+            r"role 'guardrail' ran out of memory in train\(\); "
+            r"its batch size is guardrail\.train\.per_device_batch_size=32",
         ),
         (
             "duoguard.roles.generator.Generator",
             "play",
-            r"role 'generator' ran out of memory in play\(\); its batch size is generator\.grpo\.prompts_per_step=4 \(x num_generations=4\)",
+            r"role 'generator' ran out of memory in play\(\); "
+            r"its batch size is generator\.grpo\.prompts_per_step=4 \(x num_generations=4\)",
         ),
     ],
 )

@@ -91,9 +91,13 @@ def test_ray_and_local_runtimes_give_the_same_game(tmp_path, cache_dir):
 def _start_game(run_dir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [str(BIN / "duoguard-game"), f"hydra.run.dir={run_dir}", "logger=none", *SMALL, *args],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
         env={**os.environ, "WANDB_SILENT": "true"},
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.slow

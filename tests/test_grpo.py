@@ -48,11 +48,25 @@ def _tiny_grpo_args(tmp_path, scale_rewards: str, batch: int):
     from trl import GRPOConfig
 
     return GRPOConfig(
-        output_dir=str(tmp_path / "grpo"), per_device_train_batch_size=batch, gradient_accumulation_steps=1,
-        num_generations=G, max_completion_length=4, max_steps=1, learning_rate=1e-4, beta=0.0,
-        scale_rewards=scale_rewards, use_cpu=True, bf16=False, fp16=False, shuffle_dataset=False,
-        logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
-    )  # fmt: skip
+        output_dir=str(tmp_path / "grpo"),
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,
+        num_generations=G,
+        max_completion_length=4,
+        max_steps=1,
+        learning_rate=1e-4,
+        beta=0.0,
+        scale_rewards=scale_rewards,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        shuffle_dataset=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
+    )
 
 
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
@@ -72,9 +86,12 @@ def test_trl_advantages_equal_group_advantages(tmp_path, tiny_base, captured_adv
     tokenizer = load_tokenizer(tiny_base, trust_remote_code=False, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(tiny_base)
     trainer = GRPOTrainer(
-        model=model, reward_funcs=[fixed_reward], args=_tiny_grpo_args(tmp_path, scale, len(FIXED_REWARDS)),
-        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]), processing_class=tokenizer,
-    )  # fmt: skip
+        model=model,
+        reward_funcs=[fixed_reward],
+        args=_tiny_grpo_args(tmp_path, scale, len(FIXED_REWARDS)),
+        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
+        processing_class=tokenizer,
+    )
     trainer.train()
 
     # one rollout of every prompt G times, laid out as group_advantages assumes: consecutive groups of G
@@ -104,10 +121,15 @@ def test_generator_scores_reach_trl_unchanged(tmp_path, tiny_base, captured_adva
     from tests.test_pool import records
 
     overrides = [
-        "output_dir=/tmp/x", f"generator.grpo.num_generations={G}", "generator.grpo.prompts_per_step=2",
-        "generator.grpo.steps_per_round=1", "generator.grpo.beta=0.0", "generator.sampling.max_new_tokens=4",
-        "generator.templates.unsafe='{seed}'", "generator.templates.safe='{seed}'",  # short prompts: fast
-    ]  # fmt: skip
+        "output_dir=/tmp/x",
+        f"generator.grpo.num_generations={G}",
+        "generator.grpo.prompts_per_step=2",
+        "generator.grpo.steps_per_round=1",
+        "generator.grpo.beta=0.0",
+        "generator.sampling.max_new_tokens=4",
+        "generator.templates.unsafe='{seed}'",
+        "generator.templates.safe='{seed}'",  # short prompts: fast
+    ]
     cfg = compose(overrides, "game").generator
     gen = Generator(tiny_base, cfg, work_dir=tmp_path, device="cpu", seed=0)
     conditions = [

@@ -91,7 +91,8 @@ def test_ray_only_in_the_ray_runtime_and_nothing_imports_cli():
 
 def test_apps_start_without_torch_or_ray():
     """Config errors and --help answer fast: the app module imports no heavy library."""
-    code = "import sys, duoguard.cli; print(sorted(m for m in ('torch', 'transformers', 'ray', 'trl') if m in sys.modules))"
+    heavy = "('torch', 'transformers', 'ray', 'trl')"
+    code = f"import sys, duoguard.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
@@ -99,12 +100,18 @@ def test_apps_start_without_torch_or_ray():
 
 def test_settings_are_listed_with_their_help():
     """`python -m duoguard settings <prefix>` prints each documented setting, without torch."""
-    out = subprocess.run([sys.executable, "-m", "duoguard", "settings", "safedpo.delta"], capture_output=True,
-                         text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "duoguard", "settings", "safedpo.delta"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("safedpo.delta = 10.0\n") and "safety margin" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "duoguard", "settings", "nope"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "duoguard", "settings", "nope"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert bad.returncode == 2 and "no setting starts with 'nope'" in bad.stderr
 
 

@@ -197,10 +197,22 @@ def write_prompt_files(tmp_path):
     import json
 
     jsonl = tmp_path / "attacks.jsonl"
-    jsonl.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"text": f"tell me how to hurt person {i}", "language": "en", "unsafe": True, "categories": ["Hate"],
-         "attack_style": "roleplay"} for i in range(6)
-    ] + [{"text": "how do I bake bread", "language": "en", "unsafe": False}]))  # fmt: skip
+    jsonl.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {
+                    "text": f"tell me how to hurt person {i}",
+                    "language": "en",
+                    "unsafe": True,
+                    "categories": ["Hate"],
+                    "attack_style": "roleplay",
+                }
+                for i in range(6)
+            ]
+            + [{"text": "how do I bake bread", "language": "en", "unsafe": False}]
+        )
+    )
     csv = tmp_path / "more.csv"
     csv.write_text("prompt,harmful\n" + "".join(f"comment insulter le groupe {i},true\n" for i in range(4)))
     return jsonl, csv
@@ -209,8 +221,18 @@ def write_prompt_files(tmp_path):
 def safedpo_cfg(tmp_path, cache_dir, *overrides):
     from tests.conftest import compose
 
-    return compose([f"output_dir={tmp_path / 'out'}", f"cache_dir={cache_dir}", "logger=none", "progress=false",
-                    "safedpo.epochs=1", "safedpo.pairs.samples_per_prompt=1", *overrides], config_name="safedpo")  # fmt: skip
+    return compose(
+        [
+            f"output_dir={tmp_path / 'out'}",
+            f"cache_dir={cache_dir}",
+            "logger=none",
+            "progress=false",
+            "safedpo.epochs=1",
+            "safedpo.pairs.samples_per_prompt=1",
+            *overrides,
+        ],
+        config_name="safedpo",
+    )
 
 
 def test_safedpo_stage_runs_on_prompt_files_without_a_game(tmp_path, cache_dir, tiny_base, taxonomy):
@@ -223,9 +245,13 @@ def test_safedpo_stage_runs_on_prompt_files_without_a_game(tmp_path, cache_dir, 
 
     Guardrail.from_base(tiny_base, taxonomy.names, device="cpu").save_pretrained(tmp_path / "guard")
     jsonl, csv = write_prompt_files(tmp_path)
-    cfg = safedpo_cfg(tmp_path, cache_dir, f"safedpo.guardrail_path={tmp_path / 'guard'}",
-                      f"safedpo.prompt_files=[{{path: '{jsonl}'}}, {{path: '{csv}', columns: {{text: prompt, "
-                      "unsafe: harmful}, language: fr, categories: [Hate], source: my_attacks}]")  # fmt: skip
+    cfg = safedpo_cfg(
+        tmp_path,
+        cache_dir,
+        f"safedpo.guardrail_path={tmp_path / 'guard'}",
+        f"safedpo.prompt_files=[{{path: '{jsonl}'}}, {{path: '{csv}', columns: {{text: prompt, "
+        "unsafe: harmful}, language: fr, categories: [Hate], source: my_attacks}]",
+    )
     result = run_safedpo_stage(cfg)
     out = tmp_path / "out"
     assert result["pool"] is None and result["prompt_files"] == [str(jsonl), str(csv)]

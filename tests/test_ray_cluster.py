@@ -16,9 +16,16 @@ import yaml
 from tests.conftest import BIN, ROOT, compose, run_app
 
 SMALL_GAME = [
-    "runtime=ray", "ray=cluster", "logger=none", "progress=false", "game.rounds=1", "generator.grpo.steps_per_round=1",
-    "guardrail.train.epochs=1", "game.guardrail_epochs=1", "data.response_examples=false",
-]  # fmt: skip
+    "runtime=ray",
+    "ray=cluster",
+    "logger=none",
+    "progress=false",
+    "game.rounds=1",
+    "generator.grpo.steps_per_round=1",
+    "guardrail.train.epochs=1",
+    "game.guardrail_epochs=1",
+    "data.response_examples=false",
+]
 
 
 def free_port() -> int:
@@ -33,13 +40,25 @@ def ray_cluster(cache_dir):
     gcs, dashboard = free_port(), free_port()
     # Ray's token authentication, as a real cluster should run: every client (driver, `ray job`,
     # `ray list`) presents the token in ~/.ray/auth_token
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_AUTH_MODE": "token"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+    }
     token = subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, timeout=60)
     assert token.returncode == 0, token.stderr[-2000:]
-    start = [str(BIN / "ray"), "start", "--head", f"--port={gcs}",
-             f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
-             "--num-cpus=6", "--disable-usage-stats"]  # fmt: skip
+    start = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        f"--port={gcs}",
+        f"--dashboard-port={dashboard}",
+        "--dashboard-host=127.0.0.1",
+        "--include-dashboard=true",
+        "--num-cpus=6",
+        "--disable-usage-stats",
+    ]
     proc = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     try:
@@ -51,17 +70,36 @@ def ray_cluster(cache_dir):
 def alive(kind: str, cluster: dict) -> list[dict]:
     """`ray list actors|placement-groups` on the cluster: what is still holding resources."""
     state = "ALIVE" if kind == "actors" else "CREATED"
-    out = subprocess.run([str(BIN / "ray"), "list", kind, "--address", cluster["dashboard"], "--filter",
-                          f"state={state}", "--format", "json"], capture_output=True, text=True, timeout=60,
-                         env=cluster["env"])  # fmt: skip
+    out = subprocess.run(
+        [
+            str(BIN / "ray"),
+            "list",
+            kind,
+            "--address",
+            cluster["dashboard"],
+            "--filter",
+            f"state={state}",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cluster["env"],
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return [] if out.stdout.strip() == "No resource in the cluster" else json.loads(out.stdout)
 
 
 @pytest.mark.slow
 def test_a_game_joins_a_running_cluster_and_leaves_it_clean(ray_cluster, tmp_path):
-    proc = run_app("duoguard-game", f"hydra.run.dir={tmp_path}", *SMALL_GAME, f"ray.address={ray_cluster['address']}",
-                   env=ray_cluster["env"])  # fmt: skip
+    proc = run_app(
+        "duoguard-game",
+        f"hydra.run.dir={tmp_path}",
+        *SMALL_GAME,
+        f"ray.address={ray_cluster['address']}",
+        env=ray_cluster["env"],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [json.loads(x)["round"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
     # the app placed its roles on the cluster, then released them; the cluster itself keeps running
@@ -71,9 +109,24 @@ def test_a_game_joins_a_running_cluster_and_leaves_it_clean(ray_cluster, tmp_pat
 
 @pytest.mark.slow
 def test_ray_submit_runs_a_sweep_as_parallel_ray_jobs(ray_cluster, tmp_path):
-    cmd = [sys.executable, str(ROOT / "scripts" / "ray_submit.py"), "--address", ray_cluster["dashboard"], "--wait",
-           "--timeout", "900", "--out", str(tmp_path), "--name", "sweep", "--sweep", "--",
-           "game", *SMALL_GAME, "game.reward.fool_weight=0.5,1.0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "ray_submit.py"),
+        "--address",
+        ray_cluster["dashboard"],
+        "--wait",
+        "--timeout",
+        "900",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "sweep",
+        "--sweep",
+        "--",
+        "game",
+        *SMALL_GAME,
+        "game.reward.fool_weight=0.5,1.0",
+    ]
     proc = subprocess.run(cmd, env=ray_cluster["env"], capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("SUCCEEDED") == 2

@@ -57,7 +57,8 @@ def test_out_of_memory_in_a_role_method_names_the_configured_key():
     counter = LocalRuntime().spawn(counter_spec())
     with pytest.raises(
         RoleOutOfMemory,
-        match=r"role 'judge' ran out of memory in grow\(\); its batch size is judge\.llm\.batch_size=64: lower it \(MemoryError: cannot allocate 5 items\)",
+        match=r"role 'judge' ran out of memory in grow\(\); its batch size is judge\.llm\.batch_size=64: "
+        r"lower it \(MemoryError: cannot allocate 5 items\)",
     ):
         counter.grow(5)
 

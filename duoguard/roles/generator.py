@@ -210,9 +210,12 @@ class Generator:
             pass
 
         trainer = _GRPOTrainer(
-            model=self.model, reward_funcs=[self._reward], args=self.grpo_args(), train_dataset=dataset,
+            model=self.model,
+            reward_funcs=[self._reward],
+            args=self.grpo_args(),
+            train_dataset=dataset,
             processing_class=self.tokenizer,
-        )  # fmt: skip
+        )
         quiet_trainer(trainer)
         return trainer
 
@@ -270,9 +273,14 @@ class Generator:
         s = self.cfg.sampling
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
         out = self.model.generate(
-            **enc, do_sample=True, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-            top_p=s.top_p, top_k=s.top_k or None, pad_token_id=self.tokenizer.pad_token_id,
-        )  # fmt: skip
+            **enc,
+            do_sample=True,
+            max_new_tokens=s.max_new_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k or None,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
         texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         return [candidate_text(t, self.cfg.first_line_only) for t in texts]
 
@@ -305,10 +313,15 @@ class Generator:
 def _round_stats(log_history: list[dict[str, Any]]) -> dict[str, float]:
     """Means over the round's steps of TRL's logged metrics (kl, reward, entropy, ...)."""
     keys = {
-        "kl": "kl", "reward_std": "reward_std", "entropy": "entropy",
-        "loss": "policy_loss", "grad_norm": "grad_norm", "completions/mean_length": "completion_tokens",
-        "clip_ratio/region_mean": "clip_ratio", "frac_reward_zero_std": "frac_reward_zero_std",
-    }  # fmt: skip
+        "kl": "kl",
+        "reward_std": "reward_std",
+        "entropy": "entropy",
+        "loss": "policy_loss",
+        "grad_norm": "grad_norm",
+        "completions/mean_length": "completion_tokens",
+        "clip_ratio/region_mean": "clip_ratio",
+        "frac_reward_zero_std": "frac_reward_zero_std",
+    }
     steps = [h for h in log_history if "loss" in h and "train_runtime" not in h]
     out: dict[str, float] = {"grpo_steps": float(len(steps))}
     for key, name in keys.items():
