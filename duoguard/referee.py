@@ -7,7 +7,7 @@ the frozen guardrail through role handles, so the same code scores in both runti
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,9 +16,15 @@ from duoguard.data.record import PromptRecord
 from duoguard.rewards import fooled, game_rewards, intended_probability
 from duoguard.roles.judge import Candidate
 
+if TYPE_CHECKING:  # the handles are typed as the roles they reach (duoguard/runtime/handles.py)
+    from duoguard.roles.guardrail import Guardrail
+    from duoguard.roles.judge import Judge
+
 
 class Referee:
-    def __init__(self, guardrail, judge, reward_cfg: RewardConfig, threshold: float, round_index: int):
+    def __init__(
+        self, guardrail: Guardrail, judge: Judge, reward_cfg: RewardConfig, threshold: float, round_index: int
+    ):
         self.guardrail, self.judge = guardrail, judge
         self.reward_cfg = reward_cfg
         self.threshold = threshold

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from duoguard.config import ATTACK_STYLES
 from duoguard.data.readers import DataError, builtin_seed_path, load_seeds, read_samples
 from duoguard.data.schema import SampleError, SchemaContext, make_sample, split_heldout
 
@@ -163,21 +164,7 @@ def test_response_field_is_kept(ctx):
 
 # ------------------------------------------------------------------ the shipped seed set
 def test_shipped_seed_set_covers_languages_and_categories(taxonomy):
-    seeds = load_seeds(
-        "builtin",
-        taxonomy,
-        LANGS,
-        [
-            "direct",
-            "roleplay",
-            "hypothetical",
-            "persuasion",
-            "refusal_suppression",
-            "prefix_injection",
-            "story",
-            "academic",
-        ],
-    )
+    seeds = load_seeds("builtin", taxonomy, LANGS, ATTACK_STYLES)
     assert len(seeds) >= 300
     langs = {s.language for s in seeds}
     assert {"en", "fr", "es", "de"} <= langs
@@ -220,21 +207,7 @@ def test_seed_set_loads_under_llamaguard_taxonomy_and_subset_languages():
 
 
 def test_heldout_split_is_stratified_and_reproducible(taxonomy):
-    seeds = load_seeds(
-        "builtin",
-        taxonomy,
-        LANGS,
-        [
-            "direct",
-            "roleplay",
-            "hypothetical",
-            "persuasion",
-            "refusal_suppression",
-            "prefix_injection",
-            "story",
-            "academic",
-        ],
-    )
+    seeds = load_seeds("builtin", taxonomy, LANGS, ATTACK_STYLES)
     train, held = split_heldout(seeds, 0.2, seed=3)
     train2, held2 = split_heldout(seeds, 0.2, seed=3)
     assert [s.id for s in held] == [s.id for s in held2]
