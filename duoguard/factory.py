@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from duoguard.config import BenchmarkConfig, Config, ConfigError, ModelConfig, OnBadRow, to_container
+from duoguard.config import BenchmarkConfig, Config, ConfigError, ModelConfig, OnBadRow
 from duoguard.data.benchmarks import Benchmark, load_benchmark
 from duoguard.data.readers import builtin_seed_texts, load_seeds, load_train_files
 from duoguard.data.responses import response_examples
@@ -48,7 +48,7 @@ def set_up_torch(cfg: Config) -> None:
 
 # ---------------------------------------------------------------- taxonomy and data
 def build_taxonomy(cfg: Config) -> Taxonomy:
-    return Taxonomy.from_config(to_container(cfg.taxonomy))
+    return Taxonomy.from_config(cfg.taxonomy)
 
 
 def schema_context(cfg: Config, taxonomy: Taxonomy) -> SchemaContext:

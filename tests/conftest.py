@@ -33,11 +33,10 @@ def compose(overrides: list[str] | None = None, config_name: str = "guardrail"):
 
 @pytest.fixture(scope="session")
 def taxonomy():
-    from omegaconf import OmegaConf
 
     from duoguard.taxonomy import Taxonomy
 
-    return Taxonomy.from_config(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "taxonomy" / "duoguard12.yaml")))
+    return Taxonomy.from_config(compose().taxonomy)  # conf/taxonomy/duoguard12.yaml, the default
 
 
 @pytest.fixture(scope="session")

@@ -180,12 +180,11 @@ def test_shipped_seed_set_covers_languages_and_categories(taxonomy):
 
 
 def test_seed_set_loads_under_llamaguard_taxonomy_and_subset_languages():
-    from omegaconf import OmegaConf
 
     from duoguard.taxonomy import Taxonomy
-    from tests.conftest import CONF_DIR
+    from tests.conftest import compose
 
-    lg = Taxonomy.from_config(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "taxonomy" / "llamaguard3.yaml")))
+    lg = Taxonomy.from_config(compose(["taxonomy=llamaguard3"]).taxonomy)
     seeds = load_seeds(
         "builtin",
         lg,

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
+from duoguard.config import CategoryConfig, TaxonomyConfig
 from duoguard.taxonomy import Taxonomy, TaxonomyError
-from tests.conftest import CONF_DIR
+from tests.conftest import compose
 
 
 def test_resolves_names_codes_and_case(taxonomy):
@@ -28,7 +28,7 @@ def test_encode_decode_round_trip(taxonomy):
 
 
 def test_llamaguard_aliases_map_duoguard_labels():
-    lg = Taxonomy.from_config(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "taxonomy" / "llamaguard3.yaml")))
+    lg = Taxonomy.from_config(compose(["taxonomy=llamaguard3"]).taxonomy)
     assert lg.resolve("C5") == "Specialized Advice"  # DuoGuard's C5 is Llama Guard's S6
     assert lg.index("C5") == 5
     assert lg.resolve("Jailbreak Prompts") is None  # no place in this taxonomy: dropped
@@ -37,8 +37,8 @@ def test_llamaguard_aliases_map_duoguard_labels():
 
 def test_bad_taxonomy_definitions_fail():
     with pytest.raises(TaxonomyError, match="duplicate"):
-        Taxonomy.from_config({"name": "t", "categories": [{"code": "A", "name": "x"}, {"code": "B", "name": "X"}]})
+        Taxonomy.from_config(TaxonomyConfig("t", [CategoryConfig("A", "x"), CategoryConfig("B", "X")]))
     with pytest.raises(TaxonomyError, match="alias 'foo'"):
-        Taxonomy.from_config({"name": "t", "categories": [{"code": "A", "name": "x"}], "aliases": {"foo": "nope"}})
+        Taxonomy.from_config(TaxonomyConfig("t", [CategoryConfig("A", "x")], aliases={"foo": "nope"}))
     with pytest.raises(TaxonomyError, match="no categories"):
-        Taxonomy.from_config({"name": "t", "categories": []})
+        Taxonomy.from_config(TaxonomyConfig("t", []))
