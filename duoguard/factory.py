@@ -86,7 +86,7 @@ def split_with_responses(samples: list[Sample], cfg: Config) -> tuple[list[Sampl
 def load_benchmark_entry(b: BenchmarkConfig, key: str) -> Benchmark:
     """One benchmark file from its config entry; any bad format, option, path or row is a
     UserError naming the config key, the file and (for a row) its line."""
-    fmt = getattr(b.format, "value", b.format)
+    fmt = str(b.format)  # a BenchmarkFormat (its value), or a string a section built by hand was given
     try:
         return load_benchmark(b.name, fmt, b.path, language=b.language, limit=b.limit, **dict(b.options))
     except (UserError, OSError) as e:  # OSError: a missing, unreadable or damaged file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from duoguard.config import BenchmarkConfig
 from duoguard.data.benchmarks import load_benchmark
 from duoguard.data.readers import DataError
 from duoguard.errors import UserError
@@ -161,12 +162,11 @@ def test_bad_options_and_rows_are_user_errors(tmp_path):
 
 
 def test_stage_names_the_config_key_and_file(tmp_path):
-    from omegaconf import OmegaConf
 
     from duoguard.factory import load_benchmarks_from
 
     def entry(**kw):
-        return OmegaConf.create({"name": "b", "language": None, "limit": None, "options": {}, **kw})
+        return BenchmarkConfig(name="b", **kw)
 
     empty = tmp_path / "empty.csv"
     empty.write_text("prompt,type\n", encoding="utf-8")
