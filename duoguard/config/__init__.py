@@ -7,7 +7,7 @@ guardrail   the guardrail and its training recipe
 game        generator (GRPO), judge, rewards, the round loop
 safedpo     target and SafeDPO
 evaluation  benchmarks, target evaluation
-infra       logger, runtime, ray
+infra       logger, runtime, ray, hardware
 root        `Config` and the checks across sections
 composition Hydra composition -> `Config` (`compose`, `load`), `require`, `to_container`
 paths       conf/ and files named in config
@@ -71,6 +71,7 @@ from duoguard.config.guardrail import (
 )
 from duoguard.config.infra import (
     ROLES,
+    HardwareConfig,
     LoggerBackend,
     LoggerConfig,
     RayConfig,
@@ -137,6 +138,7 @@ __all__ = [
     "GuardrailConfig",
     "GuardrailTrainConfig",
     "GuardrailUpdate",
+    "HardwareConfig",
     "JudgeConfig",
     "JudgeRule",
     "LLMJudgeConfig",

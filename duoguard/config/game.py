@@ -74,6 +74,9 @@ class GRPOSettings(Section):
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass (less memory)")
     use_vllm: bool = setting(False, "generate with vLLM (GPU only; vllm must be installed)")
     vllm_mode: VLLMMode = setting(VLLMMode.colocate, "where vLLM runs when use_vllm is true")
+    vllm_gpu_memory_utilization: float = setting(
+        0.3, "share of each generator GPU vLLM takes in colocate mode (TRL's; the memory plan counts it)"
+    )
     deepspeed: str | None = setting(None, "path of a DeepSpeed JSON config")
 
     def check(self, key: str) -> None:
@@ -83,6 +86,7 @@ class GRPOSettings(Section):
         check(self.num_iterations >= 1, f"{key}.num_iterations", "must be >= 1")
         check(self.learning_rate > 0, f"{key}.learning_rate", "must be > 0")
         check(self.beta >= 0, f"{key}.beta", "must be >= 0")
+        check(0 < self.vllm_gpu_memory_utilization <= 1, f"{key}.vllm_gpu_memory_utilization", "must be in (0, 1]")
 
 
 @dataclass

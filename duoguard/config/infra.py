@@ -1,4 +1,5 @@
-"""Sections for where and how a run executes: tracking (`logger`), placement (`runtime`), Ray (`ray`)."""
+"""Sections for where and how a run executes: tracking (`logger`), placement (`runtime`), Ray (`ray`), and the
+hardware a run is planned for (`hardware`, read by the memory plan, duoguard/plan.py)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,35 @@ class RayConfig(Section):
     def check(self, key: str) -> None:
         check(self.placement_timeout_s > 0, f"{key}.placement_timeout_s", "must be > 0")
         check(self.max_restarts >= 0, f"{key}.max_restarts", "must be >= 0")
+
+
+@dataclass
+class HardwareConfig(Section):
+    """The machines a run is planned for. The memory plan (`duoguard-plan`, and the check at every app's
+    start) sets each role's estimate against these GPUs, so it answers on a laptop; with no GPUs stated
+    (the default) a run is a CPU run: the plan only reports, it stops nothing."""
+
+    nodes: int = setting(1, "nodes of the run")
+    gpus_per_node: int = setting(0, "GPUs on each node; 0 = a CPU run (the plan reports and checks nothing)")
+    gpu_memory_gib: float = setting(
+        0.0, "memory of one GPU in GiB (nvidia-smi's total / 1024); an 80 GB card is planned as 80"
+    )
+    usable_fraction: float = setting(
+        0.9,
+        "share of each GPU's memory the plan gives the roles; the rest is for the CUDA context, communication "
+        "buffers and allocator fragmentation (a rule of thumb, not a measurement)",
+    )
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    def check(self, key: str) -> None:
+        check(self.nodes >= 1, f"{key}.nodes", "must be >= 1")
+        check(self.gpus_per_node >= 0, f"{key}.gpus_per_node", "must be >= 0 (0 = a CPU run)")
+        check(
+            self.gpus_per_node == 0 or self.gpu_memory_gib > 0,
+            f"{key}.gpu_memory_gib",
+            f"must be > 0 when {key}.gpus_per_node={self.gpus_per_node}",
+        )
+        check(0 < self.usable_fraction <= 1, f"{key}.usable_fraction", "must be in (0, 1]")

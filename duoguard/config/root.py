@@ -11,17 +11,17 @@ from duoguard.config.data import DataConfig, TaxonomyConfig
 from duoguard.config.evaluation import EvalConfig
 from duoguard.config.game import GameConfig, GeneratorConfig, JudgeConfig
 from duoguard.config.guardrail import GuardrailConfig
-from duoguard.config.infra import LoggerConfig, RayConfig, RuntimeConfig, RuntimeName
+from duoguard.config.infra import HardwareConfig, LoggerConfig, RayConfig, RuntimeConfig, RuntimeName
 from duoguard.config.safedpo import SafeDPOConfig, TargetConfig
 
 # the sections each app uses, and so checks when it starts
-GAME_SECTIONS = ("taxonomy", "data", "guardrail", "generator", "judge", "game", "logger", "runtime")
+GAME_SECTIONS = ("taxonomy", "data", "guardrail", "generator", "judge", "game", "logger", "runtime", "hardware")
 ALL_SECTIONS = (*GAME_SECTIONS, "target", "safedpo", "eval")
 APP_SECTIONS = {
-    "guardrail": ("taxonomy", "data", "guardrail", "eval", "logger", "runtime"),
-    "eval": ("eval", "logger", "runtime"),
+    "guardrail": ("taxonomy", "data", "guardrail", "eval", "logger", "runtime", "hardware"),
+    "eval": ("eval", "logger", "runtime", "hardware"),
     "game": GAME_SECTIONS,
-    "safedpo": ("target", "safedpo", "logger", "runtime"),
+    "safedpo": ("target", "safedpo", "logger", "runtime", "hardware"),
     "pipeline": ALL_SECTIONS,
 }
 
@@ -45,6 +45,9 @@ class Config(Section):
     logger: LoggerConfig = setting(factory=LoggerConfig, help="tracking")
     runtime: RuntimeConfig = setting(factory=RuntimeConfig, help="placement of the roles")
     ray: RayConfig = setting(factory=RayConfig, help="ray.init arguments (runtime=ray)")
+    hardware: HardwareConfig = setting(
+        factory=HardwareConfig, help="the GPUs the run is planned for (duoguard-plan and the check at app start)"
+    )
 
     def check(self, sections: tuple[str, ...] = ALL_SECTIONS) -> None:
         """Each listed section checks itself (errors name the full key); then the checks across sections."""

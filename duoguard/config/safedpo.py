@@ -97,6 +97,11 @@ class SafeDPOConfig(Section):
     weight_decay: float = setting(0.0, "AdamW weight decay")
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass (less memory)")
     deepspeed: str | None = setting(None, "path of a DeepSpeed JSON config, e.g. conf/deepspeed/zero3.json")
+    num_gpus: int = setting(
+        1,
+        "ranks of the SafeDPO stage, one GPU each (start it with torchrun --nproc_per_node=N or accelerate launch); "
+        "the memory plan divides ZeRO-sharded states by it",
+    )
     lora: LoraSettings | None = setting(None, "train LoRA adapters instead of the full model (merged on save)")
     logging_steps: int = setting(10, "log the loss every this many optimizer steps")
     seed: int = setting(42, "seed of data order")
@@ -122,6 +127,7 @@ class SafeDPOConfig(Section):
             f"must be >= {key}.per_device_batch_size > 0",
         )
         check(self.max_length > 0, f"{key}.max_length", "must be > 0")
+        check(self.num_gpus >= 1, f"{key}.num_gpus", "must be >= 1")
         if self.lora is not None:
             self.lora.check(f"{key}.lora")
         self.pairs.check(f"{key}.pairs")

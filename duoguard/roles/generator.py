@@ -186,6 +186,7 @@ class Generator:
             activation_checkpointing=g.gradient_checkpointing,
             use_vllm=g.use_vllm,
             vllm_mode=g.vllm_mode.value,
+            vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
             deepspeed=config_file(g.deepspeed) if g.deepspeed else None,
             bf16=self.dtype == torch.bfloat16,
             fp16=self.dtype == torch.float16,

@@ -132,6 +132,8 @@ def dpo_args(cfg: SafeDPOConfig, *, output_dir: str | os.PathLike, device: str, 
 
     dtype = pick_dtype(precision, device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != cfg.num_gpus:  # the memory plan sharded the states over safedpo.num_gpus ranks
+        log.warning("SafeDPO runs on %d rank(s) but safedpo.num_gpus=%d was planned for", world, cfg.num_gpus)
     per_device = cfg.per_device_batch_size
     return DPOConfig(
         output_dir=str(output_dir),
