@@ -1,5 +1,6 @@
 """`python -m duoguard <app> [overrides...]`: the console scripts without installing them;
-`python -m duoguard settings [prefix]` lists every setting with its default and help text.
+`python -m duoguard settings [prefix]` lists every setting with its default and help text;
+`python -m duoguard plan <app> [overrides...]` is `duoguard-plan`.
 
 Useful where only a checkout is at hand, e.g. a Ray job whose `working_dir` is this repository
 (scripts/ray_submit.py submits `python -m duoguard game ...`).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-APPS = ("guardrail", "game", "safedpo", "eval", "pipeline", "classify", "settings")
+APPS = ("guardrail", "game", "safedpo", "eval", "pipeline", "classify", "settings", "plan")
 
 
 def print_settings(prefix: str = "") -> int:
@@ -39,6 +40,8 @@ def main(argv: list[str]) -> int | None:
         return cli.classify_main(rest)
     if app == "settings":
         return print_settings(*rest[:1])
+    if app == "plan":
+        return cli.plan_main(rest)
     sys.argv = [f"duoguard-{app}", *rest]  # Hydra parses sys.argv
     getattr(cli, f"{app}_main")()
     return None

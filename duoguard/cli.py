@@ -7,6 +7,9 @@
     duoguard-safedpo     preference pairs from a game, SafeDPO         (conf/safedpo.yaml)
     duoguard-pipeline    game -> SafeDPO -> evaluation (main job)      (conf/pipeline.yaml)
     duoguard-classify    classify texts from a file or stdin to jsonl  (argparse, no Hydra)
+    duoguard-plan        the memory plan of an app's config: one table, exit 2 when it cannot fit
+
+Every app checks the memory plan (duoguard/plan.py) before any model loads when `hardware` states GPUs.
 
 Heavy libraries (torch, transformers) are imported inside the stages, so `--help` and config
 errors answer in about a second.
@@ -67,6 +70,10 @@ def app(name: str):
             try:
                 cfg = load(raw, APP_SECTIONS[name])
                 group_sweep_runs(cfg)
+                if cfg.hardware.gpus_per_node:  # a CPU run has nothing to plan against
+                    from duoguard.plan import check_plan
+
+                    check_plan(name, cfg)
                 return fn(cfg)
             except (UserError, FileNotFoundError) as e:
                 log.error("%s", e)
@@ -148,3 +155,29 @@ def classify_main(argv: list[str] | None = None) -> int:
     from duoguard.classify import main
 
     return main(argv)
+
+
+def plan_main(argv: list[str] | None = None) -> int:
+    """`duoguard-plan <app> [overrides...]`: the app's config composed as the app does, its memory
+    plan printed as one table; exit code 2 when a role cannot fit the hardware (or the config is bad)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from duoguard.config import compose
+    from duoguard.plan import APP_STAGES, make_plan
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in APP_STAGES:
+        print(f"usage: duoguard-plan {{{','.join(APP_STAGES)}}} [overrides...]", file=sys.stderr)
+        return 2
+    app, overrides = argv[0], argv[1:]
+    try:
+        plan = make_plan(app, compose(app, overrides))
+    except (UserError, FileNotFoundError, HydraException, OmegaConfBaseException) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(plan.table())
+    problems = plan.problems()
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 2 if problems else 0

@@ -178,9 +178,11 @@ def play_round(
 # ---------------------------------------------------------------- the game
 def spawn_roles(runtime: Runtime, cfg: Config, names: list[str], ckpt: Path | None, out_dir: Path) -> Roles:
     """Build the three roles where the runtime puts them, from a checkpoint or the base models."""
+    from duoguard.plan import role_lines
     from duoguard.roles.generator import Rollout
 
     g, grpo, llm = cfg.guardrail, cfg.generator.grpo, cfg.judge.llm.model
+    planned = role_lines("game", cfg)  # named in an out-of-memory error
     gen_base = model_path(cfg.generator.model, cfg.cache_dir)
     per_step = f"{grpo.prompts_per_step} (x num_generations={grpo.num_generations})"
     guardrail = RoleSpec(
@@ -198,6 +200,7 @@ def spawn_roles(runtime: Runtime, cfg: Config, names: list[str], ckpt: Path | No
             "train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
             "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size),
         },
+        memory_plan=planned.get("guardrail", ""),
     )
     judge = RoleSpec(
         "judge",
@@ -208,6 +211,7 @@ def spawn_roles(runtime: Runtime, cfg: Config, names: list[str], ckpt: Path | No
             device=runtime.device("judge"),
         ),
         oom_hints={"judge": ("judge.llm.batch_size", cfg.judge.llm.batch_size)},
+        memory_plan=planned.get("judge", ""),
     )
     generator = RoleSpec(
         "generator",
@@ -220,6 +224,7 @@ def spawn_roles(runtime: Runtime, cfg: Config, names: list[str], ckpt: Path | No
             device=runtime.device("generator"),
         ),
         oom_hints={"play": ("generator.grpo.prompts_per_step", per_step)},
+        memory_plan=planned.get("generator", ""),
         merge={"play": Rollout.merged},  # generator.num_workers > 1: one rollout from every rank's share
     )
     return Roles(guardrail=runtime.spawn(guardrail), judge=runtime.spawn(judge), generator=runtime.spawn(generator))

@@ -19,7 +19,18 @@ FLOORS = {
     0.55: ["config.root"],
     0.56: ["config.composition"],
     0.59: ["config"],  # the package's face (duoguard/config/__init__.py)
-    1: ["taxonomy", "models", "losses", "metrics", "rewards", "tracking", "training", "trl_private", "manifest"],
+    1: [
+        "taxonomy",
+        "models",
+        "losses",
+        "metrics",
+        "rewards",
+        "tracking",
+        "training",
+        "trl_private",
+        "manifest",
+        "plan",
+    ],
     2: ["data.schema", "report"],  # data/ is one floor, in order: schema, record, readers, the rest
     2.2: ["data.record"],
     2.3: ["data.readers", "data.responses", "data.pool", "prompts"],

@@ -32,7 +32,8 @@ class RoleDied(RoleError):
 
 
 class RoleOutOfMemory(RoleError):
-    """A role ran out of memory; the message names the batch size and the key to lower."""
+    """A role ran out of memory; the message names the batch size and the key to lower, and the memory
+    plan's estimate for the role when the spec carries one."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class RoleSpec(Generic[T]):
     builder: Callable[..., T]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     oom_hints: OomHints = field(default_factory=dict)
+    memory_plan: str = ""  # the memory plan's line for this role (duoguard.plan), added to out-of-memory errors
     merge: Mapping[str, Callable[[list[Any]], Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,8 +81,11 @@ def _is_oom(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def call_role(obj: Any, role: str, method: str, args: tuple, kwargs: Mapping, hints: OomHints) -> Any:
-    """Call a role's method; an out-of-memory error comes back naming role, batch size and key."""
+def call_role(
+    obj: Any, role: str, method: str, args: tuple, kwargs: Mapping, hints: OomHints, memory_plan: str = ""
+) -> Any:
+    """Call a role's method; an out-of-memory error comes back naming role, batch size and key, and
+    what the memory plan estimated for the role."""
     try:
         return getattr(obj, method)(*args, **kwargs)
     except Exception as e:
@@ -88,7 +93,10 @@ def call_role(obj: Any, role: str, method: str, args: tuple, kwargs: Mapping, hi
             raise
         key, value = hints.get(method, (None, None))
         advice = f"; its batch size is {key}={value}: lower it" if key else ""
-        raise RoleOutOfMemory(f"role '{role}' ran out of memory in {method}(){advice} ({type(e).__name__}: {e})") from e
+        planned = f"; memory plan: {memory_plan}" if memory_plan else ""
+        raise RoleOutOfMemory(
+            f"role '{role}' ran out of memory in {method}(){advice} ({type(e).__name__}: {e}){planned}"
+        ) from e
 
 
 class _Methods:

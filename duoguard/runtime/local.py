@@ -14,10 +14,10 @@ class LocalHandle(RoleHandle):
     """A role object in this process; `_obj` is the object itself (for tests and debugging)."""
 
     def __init__(self, spec: RoleSpec[Any], obj: Any):
-        self._role, self._obj, self._hints = spec.name, obj, dict(spec.oom_hints)
+        self._role, self._obj, self._hints, self._plan = spec.name, obj, dict(spec.oom_hints), spec.memory_plan
 
     def _call(self, method: str, args: tuple, kwargs: dict) -> Any:
-        return call_role(self._obj, self._role, method, args, kwargs, self._hints)
+        return call_role(self._obj, self._role, method, args, kwargs, self._hints, self._plan)
 
 
 class LocalRuntime:

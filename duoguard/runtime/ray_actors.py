@@ -42,7 +42,7 @@ class RoleHost:
     A restarted actor (max_restarts) builds the role again from the same spec."""
 
     def __init__(self, spec: RoleSpec[Any]):
-        self.role, self.hints = spec.name, dict(spec.oom_hints)
+        self.role, self.hints, self.plan = spec.name, dict(spec.oom_hints), spec.memory_plan
         self.obj = spec.build()
 
     def rendezvous(self) -> tuple[str, int]:
@@ -57,7 +57,7 @@ class RoleHost:
         os.environ.update({k: str(v) for k, v in env.items()})
 
     def call(self, method: str, args: tuple, kwargs: dict) -> Any:
-        return call_role(self.obj, self.role, method, args, kwargs, self.hints)
+        return call_role(self.obj, self.role, method, args, kwargs, self.hints, self.plan)
 
     def ready(self) -> bool:
         return True
