@@ -388,16 +388,13 @@ class Plan:
                 continue
             worst = max(known, key=lambda r: r.total)
             name, biggest = worst.largest
-            who = (
-                f"role '{worst.role}' (stage {stage}) needs"
-                if len(members) == 1
-                else f"roles {', '.join(repr(r.role) for r in members)} (stage {stage}) together on {group} need"
-            )
+            others = ", ".join(repr(r.role) for r in members if r is not worst)
+            shared = f" (on {group} with {others}: ~{_size(total)} together)" if others else ""
             room = budget - (total - worst.total)
             ways = "; ".join([*worst.ways_out(room), "a GPU with more memory (hardware.gpu_memory_gib)"])
             out.append(
-                f"{who} ~{total / GIB:.1f} GiB per GPU but have {budget / GIB:.1f} GiB; "
-                f"the largest term is {worst.role}'s {name}, {biggest / GIB:.1f} GiB. Ways out: {ways}"
+                f"role '{worst.role}' (stage {stage}) needs ~{_size(worst.total)} per GPU{shared} but has "
+                f"{_size(budget)}; its largest term is {name}, {_size(biggest)}. Ways out: {ways}"
             )
         have = self.hardware.gpus
         for stage, (asked, how) in self.gpus_asked.items():

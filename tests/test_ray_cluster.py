@@ -190,6 +190,6 @@ def test_cluster_template_holds_what_the_duoguard_preset_asks(workers):
             n["resources"].get("CPU", 0) >= ask["num_cpus"] and n["resources"].get("GPU", 0) >= ask["num_gpus"]
             for n in nodes.values()
         ), role
-    # and the generator's ranks fit on the generator node type together
-    gen_node = nodes["generator_gpus"]["resources"]
+    # and the generator's ranks fit on the GPU node type together
+    gen_node = nodes["gpu_8x80gb"]["resources"]
     assert gen_node["GPU"] >= workers * roles["generator"]["num_gpus"]
