@@ -154,11 +154,29 @@ def test_zero_offload_and_lora_divide_the_right_terms(tmp_path):
     # LoRA r=8 on q, k, v, o: r x (in + out) = 8 x (128 + 96 + 96 + 128) per layer, 2 layers
     lora = LoraSettings(r=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     a = 2 * 8 * (128 + 96 + 96 + 128)
-    assert shape.lora_params(lora) == a
+    assert shape.lora_params(lora) == a == _peft_trainable(lora)
     with_lora = Work(**base, lora=lora).memory()
     assert (with_lora["weights"], with_lora["grads"], with_lora["optimizer"]) == (2 * (p + a), 2 * a, 8 * a)
     inference = Work(shape, 2, 2, (Pass(1, 10, 0),)).memory()
     assert inference["weights"] == 2 * p and inference["optimizer"] == inference["grads"] == 0
+
+
+def _peft_trainable(lora: LoraSettings) -> int:
+    """The adapter parameters PEFT itself adds to the tiny model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=1024,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
+    model = get_peft_model(Qwen2ForCausalLM(config), LoraConfig(r=lora.r, target_modules=lora.target_modules))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 @pytest.mark.parametrize("preset", REAL_PRESETS)
