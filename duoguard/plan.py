@@ -537,34 +537,18 @@ def _role(
     ways_out=None,
 ) -> RolePlan:
     """A RolePlan from the role's model and a function of its shape giving its Work."""
-    gpus, group, budget = where
     shape = model_shape(model, num_labels)
-    if shape is None:
-        return RolePlan(
-            stage,
-            role,
-            model.name_or_path,
-            gpus,
-            group,
-            budget,
-            None,
-            "?",
-            note=f"no config.json for {model.name_or_path!r} here and no shipped shape: give a local folder "
-            f"(name_or_path=/path/to/model) to plan it; shipped: {', '.join(sorted(set(SHAPES.values())))}",
+    work = make_work(shape) if shape else None
+    if work is None:
+        precision = "?"
+        note = (
+            f"no config.json for {model.name_or_path!r} here and no shipped shape: give a local folder "
+            f"(name_or_path=/path/to/model) to plan it; shipped: {', '.join(sorted(set(SHAPES.values())))}"
         )
-    work = make_work(shape)
-    return RolePlan(
-        stage,
-        role,
-        model.name_or_path,
-        gpus,
-        group,
-        budget,
-        work,
-        _precision_text(work.weight_bytes, work.act_bytes, work.master),
-        ways=ways_out,
-        note=f"shape of {shape.source}" if shape.source.startswith("shipped") else "",
-    )
+    else:
+        precision = _precision_text(work.weight_bytes, work.act_bytes, work.master)
+        note = f"shape of {shape.source}" if shape.source.startswith("shipped") else ""
+    return RolePlan(stage, role, model.name_or_path, *where, work, precision, ways=ways_out, note=note)
 
 
 def _offload(key: str) -> str:
