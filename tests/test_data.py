@@ -185,21 +185,7 @@ def test_seed_set_loads_under_llamaguard_taxonomy_and_subset_languages():
     from tests.conftest import compose
 
     lg = Taxonomy.from_config(compose(["taxonomy=llamaguard3"]).taxonomy)
-    seeds = load_seeds(
-        "builtin",
-        lg,
-        ["en", "de"],
-        [
-            "direct",
-            "roleplay",
-            "hypothetical",
-            "persuasion",
-            "refusal_suppression",
-            "prefix_injection",
-            "story",
-            "academic",
-        ],
-    )
+    seeds = load_seeds("builtin", lg, ["en", "de"], ATTACK_STYLES)
     assert {s.language for s in seeds} == {"en", "de"}
     assert all(s.categories for s in seeds if s.unsafe)
     assert not any("Jailbreak Prompts" in s.categories for s in seeds)

@@ -22,6 +22,18 @@ TARGET_CFG = TargetConfig(
     batch_size=8,
 )
 
+# SafeDPO at toy size: constant lr, one batch of 8 pairs per step, short sequences
+TOY_SAFEDPO = SafeDPOConfig(
+    delta=0.0,
+    lr_scheduler="constant",
+    warmup_ratio=0.0,
+    global_batch_size=8,
+    per_device_batch_size=8,
+    max_length=64,
+    logging_steps=1,
+    seed=0,
+)
+
 
 def pair(h_w, h_l, i=0):
     return {"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}", "chosen_unsafe": h_w, "rejected_unsafe": h_l}
@@ -240,23 +252,7 @@ def test_safedpo_learns_and_the_margin_helps_on_unsafe_rejections(tiny_base, tmp
         {"prompt": p, "chosen": chosen, "rejected": rejected, "chosen_unsafe": False, "rejected_unsafe": True}
         for p in prompts
     ]
-    cfg = SafeDPOConfig(
-        delta=0.0,
-        beta=0.1,
-        learning_rate=3e-3,
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        epochs=6,
-        global_batch_size=8,
-        per_device_batch_size=8,
-        max_length=64,
-        weight_decay=0.0,
-        gradient_checkpointing=False,
-        deepspeed=None,
-        lora=None,
-        logging_steps=1,
-        seed=0,
-    )
+    cfg = replace(TOY_SAFEDPO, learning_rate=3e-3, epochs=6)
     gains = {}
     for delta in (0.0, 5.0):
         torch.manual_seed(0)
@@ -285,23 +281,7 @@ def test_lora_and_gradient_checkpointing_by_config(tiny_base, tmp_path):
         for p in prompts
     ]
     lora = LoraSettings(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
-    cfg = SafeDPOConfig(
-        delta=5.0,
-        beta=0.1,
-        learning_rate=1e-2,
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        epochs=4,
-        global_batch_size=8,
-        per_device_batch_size=8,
-        max_length=64,
-        weight_decay=0.0,
-        gradient_checkpointing=True,
-        deepspeed=None,
-        lora=lora,
-        logging_steps=1,
-        seed=0,
-    )
+    cfg = replace(TOY_SAFEDPO, delta=5.0, learning_rate=1e-2, epochs=4, gradient_checkpointing=True, lora=lora)
     torch.manual_seed(0)
     target = Target(tiny_base, TARGET_CFG, device="cpu")
     before_weights = {k: v.clone() for k, v in target.model.state_dict().items()}
