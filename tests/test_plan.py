@@ -59,12 +59,11 @@ def test_every_known_hub_id_has_a_shipped_shape():
     assert model_shape(ModelConfig(name_or_path="someorg/unknown-7b")) is None
 
 
-def test_meta_count_equals_the_real_tiny_model_and_reads_local_folders(tmp_path):
-    import torch
-    from transformers import AutoModelForSequenceClassification, Qwen2Config, Qwen2ForCausalLM
+def tiny_qwen2_config():
+    """The shape `name_or_path: tiny` builds (conf/guardrail/model/tiny.yaml), its vocabulary at 1,024."""
+    from transformers import Qwen2Config
 
-    tiny = ModelConfig(name_or_path="tiny")
-    config = Qwen2Config(
+    return Qwen2Config(
         vocab_size=1024,
         hidden_size=64,
         intermediate_size=128,
@@ -73,6 +72,14 @@ def test_meta_count_equals_the_real_tiny_model_and_reads_local_folders(tmp_path)
         num_key_value_heads=2,
         tie_word_embeddings=True,
     )
+
+
+def test_meta_count_equals_the_real_tiny_model_and_reads_local_folders(tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, Qwen2ForCausalLM
+
+    tiny = ModelConfig(name_or_path="tiny")
+    config = tiny_qwen2_config()
     real = sum(p.numel() for p in Qwen2ForCausalLM(config).parameters())
     assert model_shape(tiny).params == real == TINY_PARAMS  # the tied output layer is counted once
     config.save_pretrained(tmp_path)
@@ -164,17 +171,9 @@ def test_zero_offload_and_lora_divide_the_right_terms(tmp_path):
 def _peft_trainable(lora: LoraSettings) -> int:
     """The adapter parameters PEFT itself adds to the tiny model."""
     from peft import LoraConfig, get_peft_model
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
-    config = Qwen2Config(
-        vocab_size=1024,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
+    config = tiny_qwen2_config()
     model = get_peft_model(Qwen2ForCausalLM(config), LoraConfig(r=lora.r, target_modules=lora.target_modules))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
