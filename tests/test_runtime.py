@@ -101,3 +101,23 @@ def test_the_same_calls_reach_roles_in_ray_actors_and_worker_groups():
         runtime.shutdown()
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert not ray.is_initialized()
+
+
+def test_ray_actors_get_the_hub_token_and_caches_but_the_config_never_holds_them(monkeypatch):
+    """ray=cluster workers need HF_TOKEN for gated models: forwarded by name from the driver's
+    environment into the actors' runtime_env, never resolved into the config (which W&B logs)."""
+    import json
+
+    from duoguard.config import compose, to_container
+    from duoguard.runtime.placement import actor_runtime_env
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    cfg = compose("game", ["runtime=ray", "ray=cluster", "output_dir=/tmp/x"])
+    env = actor_runtime_env(cfg.ray.runtime_env, cfg.ray.forward_env, {"HF_TOKEN": "hf_secret", "HF_HOME": "/d"})
+    assert env["env_vars"]["HF_TOKEN"] == "hf_secret"
+    assert env["env_vars"]["HF_HOME"] == cfg.ray.runtime_env["env_vars"]["HF_HOME"]  # the configured value wins
+    assert "HF_HUB_OFFLINE" not in env["env_vars"]  # unset: not forwarded
+    assert env["env_vars"]["WANDB_PROJECT"] == cfg.ray.runtime_env["env_vars"]["WANDB_PROJECT"]
+    assert "hf_secret" not in json.dumps(to_container(cfg))
+    assert actor_runtime_env({}, ["HF_TOKEN"], {}) == {}  # nothing set, nothing added

@@ -95,6 +95,11 @@ class RayConfig(Section):
     runtime_env: dict[str, Any] = setting(
         factory=dict, help="Ray runtime_env: working_dir, env_vars (WANDB_*), pip, ..."
     )
+    forward_env: list[str] = setting(
+        factory=lambda: ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE"],
+        help="driver environment variables copied into the role actors' env_vars when set (gated models and "
+        "hub caches on worker nodes); their values never enter the config, its logs or manifests",
+    )
     placement_timeout_s: float = setting(60.0, "seconds to wait for the roles' placement group")
     max_restarts: int = setting(2, "Ray restarts a dead role actor this many times (the round is retried)")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from duoguard.config import RolesConfig
@@ -82,6 +82,16 @@ def check_resources(requests: Mapping[str, Mapping[str, float]], available: Mapp
             f"but the cluster has CPU={have_cpu:g}, GPU={have_gpu:g}. "
             "Lower runtime.roles.<role>.num_cpus/num_gpus (or generator.num_workers), or add nodes to the cluster."
         )
+
+
+def actor_runtime_env(runtime_env: Mapping[str, Any], forward: Sequence[str], environ: Mapping[str, str]) -> dict:
+    """Ray's runtime_env for the role actors: the configured one, plus each variable named in
+    `forward` that is set in `environ` (configured env_vars win)."""
+    env = {name: environ[name] for name in forward if environ.get(name)}
+    out = dict(runtime_env)
+    if env:
+        out["env_vars"] = {**env, **dict(out.get("env_vars") or {})}
+    return out
 
 
 def share_gpus(requests: dict[str, dict[str, Any]], cluster_gpus: float) -> None:

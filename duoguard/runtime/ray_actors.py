@@ -27,6 +27,7 @@ from duoguard.runtime.handles import RoleDied, RoleError, RoleHandle, RoleSpec, 
 from duoguard.runtime.placement import (
     ROLES,
     ResourceError,
+    actor_runtime_env,
     bundle,
     bundle_indices,
     check_resources,
@@ -164,7 +165,7 @@ class RayRuntime:
                 "address": ray_cfg.address or "local",
                 "namespace": ray_cfg.namespace,
                 "include_dashboard": ray_cfg.include_dashboard,
-                "runtime_env": dict(ray_cfg.runtime_env) or None,
+                "runtime_env": actor_runtime_env(ray_cfg.runtime_env, ray_cfg.forward_env, os.environ) or None,
                 "log_to_driver": True,
             }
             if init["address"] == "local":  # resources can only be declared for a Ray we start
