@@ -53,15 +53,18 @@ def atomic_dir(final: str | os.PathLike, build: Callable[[Path], None], *, repla
     """Fill a temp folder beside `final` with `build(tmp)`, then rename it into place.
 
     Without `replace`, an existing `final` is kept (two processes building the same cached
-    folder both succeed, one copy wins). With `replace`, the old folder is swapped out only
-    after the new one is complete.
+    folder both succeed, one copy wins). With `replace`, the old folder is moved aside only after
+    the new one is complete, and deleted only once the new one is in place: whatever step fails,
+    one whole copy stays at `final` (a crash between the two renames leaves the old copy aside,
+    put back by the next call for the same folder, or by `restore_dir`).
     """
     final = Path(final)
+    restore_dir(final)
     if final.exists() and not replace:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    old = final.with_name(f".{final.name}.old")
+    old = _aside(final)
     try:
         build(tmp)
         if final.exists():
@@ -72,9 +75,25 @@ def atomic_dir(final: str | os.PathLike, build: Callable[[Path], None], *, repla
         try:
             os.rename(tmp, final)
         except OSError:
-            if not final.exists():
+            if old.exists():  # replacing, and the new copy did not land: the old one goes back
+                if not final.exists():
+                    os.rename(old, final)
                 raise
+            if not final.exists():
+                raise  # else another process put its copy in place first: keep it
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _aside(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def restore_dir(final: str | os.PathLike) -> None:
+    """Put back the copy `atomic_dir` moved aside when a crash left no folder at `final`."""
+    final = Path(final)
+    old = _aside(final)
+    if old.is_dir() and not final.exists():
+        os.rename(old, final)

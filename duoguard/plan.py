@@ -507,23 +507,27 @@ class _Placement:
                 return "cpu", f"cpu:{role}", None, 0.0
             device = "cuda:0" if device == "cuda" else device
             return device, device, self.per_gpu, 0.0
-        share = res.num_gpus if res.num_gpus is not None else self.auto_share()
+        share = res.num_gpus if res.num_gpus is not None else self.auto_share(role)
         if not share:
             return "cpu", f"cpu:{role}", None, 0.0
         shown = f"{workers} x {share:g}" if workers > 1 else f"{share:g}"
         budget = self.per_gpu * min(share, 1.0) if self.per_gpu else None
         return shown, role, budget, share * workers
 
-    def auto_share(self) -> float:
-        """runtime.roles.<role>.num_gpus=null: a whole GPU per worker when the hardware has enough for
-        every auto worker, else an equal share (runtime.placement.share_gpus decides the same at start)."""
+    def auto_share(self, role: str) -> float:
+        """runtime.roles.<role>.num_gpus=null, as runtime.placement.share_gpus decides it at start: a whole
+        GPU per worker when the hardware has enough for every auto worker; else a whole GPU for each rank
+        of a process group and an equal share of the rest for single-worker roles."""
         roles = self.cfg.runtime.roles
-        workers = {"generator": self.cfg.generator.num_workers, "guardrail": 1, "judge": 1}
+        workers = {"generator": self.cfg.generator.num_workers, "guardrail": self.cfg.guardrail.num_workers, "judge": 1}
         auto = [r for r in workers if getattr(roles, r).num_gpus is None]
         fixed = sum(getattr(roles, r).num_gpus * n for r, n in workers.items() if r not in auto)
-        wanted = sum(workers[r] for r in auto)
         left = max(0.0, self.hw.gpus - fixed)
-        return 1.0 if left >= wanted else math.floor(100 * left / wanted) / 100 if wanted else 0.0
+        if left >= sum(workers[r] for r in auto) or workers[role] > 1:
+            return 1.0 if self.hw.gpus else 0.0
+        singles = [r for r in auto if workers[r] == 1]
+        rest = left - sum(workers[r] for r in auto if workers[r] > 1)
+        return max(0.0, math.floor(100 * rest / len(singles)) / 100)
 
 
 def _role(
@@ -619,7 +623,7 @@ def _game(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[float, 
     if grpo.use_vllm and not colocate:
         roles[-1].note = "vLLM runs as a server on GPUs of its own: not planned"
 
-    where = place.game_role("guardrail", 1)
+    where = place.game_role("guardrail", g.num_workers)
     asked.append((where[3], f"guardrail {where[0]}"))
     trains = not (cfg.game.guardrail_update == GuardrailUpdate.frozen and not cfg.game.warmup_guardrail)
     roles.append(
@@ -671,6 +675,7 @@ def _guardrail_work(cfg: Config, shape: Shape, trains: bool) -> Work:
         tuple(passes),
         trains=trains,
         zero=Zero.from_json(t.deepspeed),
+        ranks=g.num_workers,
         checkpointing=t.gradient_checkpointing,
         lm=False,
     )

@@ -71,3 +71,46 @@ class SkipNonFinite:
             optimizer.step = types.MethodType(guarded_step, optimizer)
             optimizer._duoguard_skips = True
         return optimizer
+
+
+def one_device_per_process(args) -> None:
+    """Each process trains on one device: with several GPUs visible and no launcher, the Trainer would
+    wrap the model in `nn.DataParallel` (TRL refuses it) and multiply every global batch by the GPU
+    count. More devices are more ranks (duoguard.runtime.ranks)."""
+    if args.n_gpu > 1:  # n_gpu sets the devices up first; _n_gpu is what the Trainer reads after
+        args._n_gpu = 1
+
+
+def zero3(trainer) -> bool:
+    """Whether the trainer's model is sharded by DeepSpeed ZeRO-3."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(trainer.is_deepspeed_enabled and plugin is not None and plugin.zero_stage == 3)
+
+
+def full_state_dict(module: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
+    """The module's full weights on every rank (a collective under ZeRO-3: every rank must call it)."""
+    if not sharded:
+        return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+        return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def trained_model(trainer) -> torch.nn.Module:
+    """The trained model as a plain module holding its full weights on every rank: under ZeRO-3 each
+    rank's copy is a shard with DeepSpeed's hooks on it, so the weights are gathered into a new one."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if not zero3(trainer):
+        return model
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    state = full_state_dict(model, sharded=True)
+    # while the Trainer's ZeRO-3 config is set, transformers builds every new model sharded
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        fresh = type(model)(model.config)  # in the configured dtype: fp32 weights stay fp32
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(trainer.accelerator.state.deepspeed_plugin.hf_ds_config)
+    fresh.load_state_dict(state)
+    return fresh.to(next(model.parameters()).device)

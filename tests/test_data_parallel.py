@@ -52,8 +52,11 @@ def test_two_generator_ranks_play_one_game_in_sync_and_deterministically(tmp_pat
 
 
 def test_data_parallel_settings_are_checked_before_anything_starts():
-    with pytest.raises(ConfigError, match=r"generator\.num_workers: is 2: data-parallel ranks need runtime=ray"):
-        compose(["generator.num_workers=2", "output_dir=/tmp/x"], "game")  # runtime=local
+    for role in ("generator", "guardrail"):
+        with pytest.raises(
+            ConfigError, match=rf"{role}\.num_workers: is 2: in the game, a role's ranks need runtime=ray"
+        ):
+            compose([f"{role}.num_workers=2", "output_dir=/tmp/x"], "game")  # runtime=local
     with pytest.raises(ConfigError, match=r"generator\.num_workers.*must divide a step's completions.*= 16"):
         compose(["runtime=ray", "generator.num_workers=3", "output_dir=/tmp/x"], "game")  # 4 x 4 completions
 

@@ -189,7 +189,9 @@ def test_a_killed_role_actor_is_restarted_and_its_round_retried(tmp_path, cache_
         (4, 0, 2, {"generator": 1.0, "guardrail": 1.0}),  # two generator ranks + guardrail on 3 of 4
         (2, 1, 1, {"generator": 0.5, "guardrail": 0.5}),  # what a fixed request leaves is shared
         (3, 0, 2, {"generator": 1.0, "guardrail": 1.0}),
-        (2, 0, 2, {"generator": 0.66, "guardrail": 0.66}),
+        (3, 0, 2, {"generator": 1.0, "guardrail": 1.0}),  # a group's ranks take whole GPUs first
+        (3.5, 0, 2, {"generator": 1.0, "guardrail": 1.0}),
+        (2.5, 0, 2, {"generator": 1.0, "guardrail": 0.5}),  # the single role shares what is left
     ],
 )
 def test_auto_gpus_give_generator_and_guardrail_their_own_gpus_when_they_can(
@@ -206,6 +208,30 @@ def test_auto_gpus_give_generator_and_guardrail_their_own_gpus_when_they_can(
     assert {role: requests[role]["num_gpus"] for role in expect} == expect
     assert requests["judge"]["num_gpus"] == judge_gpus
     check_resources(requests, {"CPU": 8, "GPU": cluster_gpus})  # what auto picks always fits
+
+
+@pytest.mark.parametrize("cluster_gpus, gen_workers, short", [(2, 2, "guardrail"), (1, 2, "generator")])
+def test_auto_gpus_never_put_two_ranks_of_a_group_on_one_gpu(cluster_gpus, gen_workers, short):
+    from duoguard.runtime import ResourceError, share_gpus
+
+    requests = {
+        "generator": {"num_cpus": 1.0, "num_gpus": None, "workers": gen_workers},
+        "guardrail": {"num_cpus": 1.0, "num_gpus": None, "workers": 1},
+        "judge": {"num_cpus": 1.0, "num_gpus": 0, "workers": 1},
+    }
+    with pytest.raises(ResourceError, match=rf"runtime\.roles\.{{{short}}}\.num_gpus=null.*whole GPU each"):
+        share_gpus(requests, cluster_gpus)
+
+
+def test_a_fractional_gpu_for_the_ranks_of_a_group_is_refused():
+    requests = {
+        "generator": {"num_cpus": 1.0, "num_gpus": 0.5, "workers": 2},
+        "guardrail": {"num_cpus": 1.0, "num_gpus": 0.5, "workers": 1},  # a single role may share
+        "judge": {"num_cpus": 1.0, "num_gpus": 0, "workers": 1},
+    }
+    with pytest.raises(ResourceError, match=r"generator\.num_gpus=0\.5 for 2 ranks: .*whole GPU each") as e:
+        check_resources(requests, {"CPU": 8, "GPU": 8})
+    assert "guardrail.num_gpus=0.5 for" not in str(e.value)
 
 
 def test_too_many_role_failures_stop_the_game_with_the_last_round_intact(tmp_path, monkeypatch, cache_dir):

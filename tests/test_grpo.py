@@ -162,3 +162,44 @@ def test_generator_scores_reach_trl_unchanged(tmp_path, tiny_base, captured_adva
     assert step["reward_std"] == pytest.approx(float(np.std(rewards, ddof=1)), abs=1e-5)
     assert rollout.stats["reward_std"] == pytest.approx(float(np.std(rewards, ddof=1)), abs=1e-5)
     np.testing.assert_allclose(captured_advantages[0], group_advantages(rewards, G), rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_generator_keeps_fp32_master_weights_so_a_tiny_update_moves_them(tmp_path, tiny_base):
+    """precision=bf16 computes in bf16 (autocast) but updates fp32 weights: at lr 1e-6 the policy still moves.
+    In pure bf16 a weight of ~0.02 has a spacing of ~1e-4, and Adam's ~1e-6 steps round to nothing."""
+    import torch
+
+    from duoguard.prompts import Condition
+    from duoguard.roles.generator import Generator
+    from tests.conftest import compose
+    from tests.test_pool import records
+
+    overrides = [
+        "output_dir=/tmp/x",
+        "generator.model.precision=bf16",
+        "generator.grpo.learning_rate=1e-6",
+        f"generator.grpo.num_generations={G}",
+        "generator.grpo.prompts_per_step=2",
+        "generator.grpo.steps_per_round=1",
+        "generator.grpo.beta=0.0",
+        "generator.sampling.max_new_tokens=4",
+        "generator.templates.unsafe='{seed}'",
+        "generator.templates.safe='{seed}'",
+    ]
+    gen = Generator(tiny_base, compose(overrides, "game").generator, work_dir=tmp_path, device="cpu", seed=0)
+    assert gen.dtype == torch.bfloat16
+    before = {k: v.detach().clone() for k, v in gen.model.named_parameters() if ".layers." in k}
+    conditions = [Condition(f"s{i}", f"seed text {i}", True, "Violent Crimes", "en", "direct") for i in range(2)]
+
+    def score(texts, conds):
+        rewards = [float(i % 3) for i in range(len(texts))]  # unequal within each group: a gradient
+        (record,) = records(0, 1)
+        return rewards, [replace(record, text=t, reward=r) for t, r in zip(texts, rewards, strict=True)]
+
+    gen.play(conditions, score, round_index=0)
+    assert gen._trainer.args.bf16  # the compute ran in bf16
+    after = dict(gen.model.named_parameters())
+    assert all(after[k].dtype == torch.float32 for k in before)
+    moved = sum(int((after[k].detach() != v).sum()) for k, v in before.items())
+    total = sum(v.numel() for v in before.values())
+    assert moved / total > 0.5, f"only {moved} of {total} weights moved at lr 1e-6"

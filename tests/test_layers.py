@@ -27,6 +27,7 @@ FLOORS = {
         "rewards",
         "tracking",
         "training",
+        "distributed",
         "trl_private",
         "manifest",
         "plan",

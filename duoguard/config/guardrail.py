@@ -66,6 +66,12 @@ class GuardrailConfig(Section):
         None, "token budget of one inference batch (longest x count); null = 2,048 on CPU, 65,536 on GPU"
     )
     init_checkpoint: str | None = setting(None, "a trained guardrail checkpoint to start from instead of `model`")
+    num_workers: int = setting(
+        1,
+        "ranks that train the guardrail, one device each, joined by torch.distributed (gloo on CPUs): "
+        "duoguard-guardrail launches them on this node; the game needs runtime=ray (one actor per rank, each "
+        "with runtime.roles.guardrail)",
+    )
 
     def check(self, key: str) -> None:
         self.model.check(f"{key}.model")
@@ -77,4 +83,5 @@ class GuardrailConfig(Section):
             "must contain {prompt} and {response}",
         )
         check(self.predict_batch_size > 0, f"{key}.predict_batch_size", "must be > 0")
+        check(self.num_workers >= 1, f"{key}.num_workers", "must be >= 1")
         self.train.check(f"{key}.train")

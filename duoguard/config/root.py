@@ -55,9 +55,11 @@ class Config(Section):
             section = getattr(self, name)
             if hasattr(section, "check"):
                 section.check(name)
-        if "generator" in sections and "runtime" in sections and self.generator.num_workers > 1:
-            check(
-                self.runtime.name == RuntimeName.ray,
-                "generator.num_workers",
-                f"is {self.generator.num_workers}: data-parallel ranks need runtime=ray (one actor each)",
-            )
+        if "generator" in sections and "runtime" in sections:  # the game: its roles' ranks are Ray actors
+            for role in ("generator", "guardrail"):
+                n = getattr(self, role).num_workers
+                check(
+                    n == 1 or self.runtime.name == RuntimeName.ray,
+                    f"{role}.num_workers",
+                    f"is {n}: in the game, a role's ranks need runtime=ray (one actor each)",
+                )

@@ -26,9 +26,11 @@ import torch
 
 from duoguard.config import GeneratorConfig, config_file
 from duoguard.data.record import PromptRecord
+from duoguard.distributed import join_group, launched
+from duoguard.errors import UserError
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.prompts import Condition, render
-from duoguard.training import SkipNonFinite, quiet_trainer
+from duoguard.training import SkipNonFinite, one_device_per_process, quiet_trainer
 from duoguard.trl_private import check_grpo_trainer, reset_grpo_rollout, set_grpo_reference
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,8 @@ class Generator:
         self.work_dir = Path(work_dir)
         self.device = pick_device(device)
         model_cfg = cfg.model
+        # compute precision: bf16/fp16 run under autocast (GRPOConfig's bf16/fp16), while the weights,
+        # their gradients and the optimizer state stay fp32: at lr 1e-6 a bf16 weight would not move
         self.dtype = pick_dtype(model_cfg.precision, self.device)
         # the base model's hub revision (a local checkpoint folder ignores it)
         self.revision = model_cfg.revision
@@ -98,7 +102,7 @@ class Generator:
             model_path, trust_remote_code=model_cfg.trust_remote_code, revision=self.revision, padding_side="left"
         )
         self.model = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=self.dtype, trust_remote_code=model_cfg.trust_remote_code, revision=self.revision
+            model_path, dtype=torch.float32, trust_remote_code=model_cfg.trust_remote_code, revision=self.revision
         )
         # the KL reference stays the original policy, also when this generator was restored from a
         # later round's checkpoint
@@ -206,14 +210,23 @@ class Generator:
         from trl import GRPOTrainer
 
         check_grpo_trainer()  # play() and __init__ rely on GRPOTrainer's private state
+        deepspeed = self.cfg.grpo.deepspeed
+        if deepspeed and not launched():
+            raise UserError(
+                f"generator.grpo.deepspeed={deepspeed}: DeepSpeed trains in a process group: run the game with "
+                "runtime=ray (one actor per rank, generator.num_workers ranks)"
+            )
+        join_group(self.device, deepspeed=bool(deepspeed))  # a rank of a Ray worker group joins here
 
         class _GRPOTrainer(SkipNonFinite, GRPOTrainer):
             pass
 
+        args = self.grpo_args()
+        one_device_per_process(args)
         trainer = _GRPOTrainer(
             model=self.model,
             reward_funcs=[self._reward],
-            args=self.grpo_args(),
+            args=args,
             train_dataset=dataset,
             processing_class=self.tokenizer,
         )
@@ -295,7 +308,7 @@ class Generator:
         """Back to a checkpoint written by `save` (weights and optimizer state), in place."""
         from transformers import AutoModelForCausalLM
 
-        saved = AutoModelForCausalLM.from_pretrained(str(path), dtype=self.dtype)
+        saved = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
         self.model.load_state_dict(saved.state_dict())
         self._optimizer_state = Path(path) / OPTIMIZER_FILE
         if self._trainer is not None:

@@ -26,10 +26,11 @@ import torch
 from transformers import Trainer
 
 from duoguard.config import GuardrailTrainConfig, Precision, config_file
+from duoguard.distributed import join_group, launched, world_size
 from duoguard.errors import UserError
 from duoguard.losses import MULTILABEL_LOSSES
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
-from duoguard.training import SkipNonFinite, quiet_trainer
+from duoguard.training import SkipNonFinite, one_device_per_process, quiet_trainer, trained_model
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,13 @@ class Guardrail:
             raise GuardrailError(f"labels shape {labels.shape} != ({len(texts)}, {len(self.categories)})")
         c = train_cfg
         device = self.device
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if c.deepspeed and not launched():
+            raise GuardrailError(
+                f"guardrail.train.deepspeed={c.deepspeed}: DeepSpeed trains in a process group; duoguard-guardrail "
+                "launches one (guardrail.num_workers ranks), the game needs runtime=ray"
+            )
+        join_group(device.type, deepspeed=bool(c.deepspeed))  # a rank of a Ray worker group joins here
+        world = world_size()
         per_device = c.per_device_batch_size
         grad_accum = max(1, math.ceil(c.global_batch_size / (per_device * world)))
         dtype = pick_dtype(precision, device.type)
@@ -343,6 +350,7 @@ class Guardrail:
             remove_unused_columns=False,
             dataloader_num_workers=0,
         )
+        one_device_per_process(args)
         trainer = _MultiLabelTrainer(
             model=self.model,
             args=args,
@@ -354,8 +362,7 @@ class Guardrail:
         quiet_trainer(trainer)
         start = time.perf_counter()
         result = trainer.train()
-        self.model = trainer.model
-        self.model.eval()
+        self.model = trained_model(trainer).eval()  # full weights on every rank, also under ZeRO-3
         return {
             "train_loss": float(result.training_loss),
             "train_steps": int(result.global_step),

@@ -67,6 +67,11 @@ def check_resources(requests: Mapping[str, Mapping[str, float]], available: Mapp
         gpus = float(r["num_gpus"])
         if gpus > 1 and not gpus.is_integer():
             problems.append(f"runtime.roles.{role}.num_gpus={gpus}: above 1 it must be a whole number")
+        if workers[role] > 1 and 0 < gpus < 1:
+            problems.append(
+                f"runtime.roles.{role}.num_gpus={gpus:g} for {workers[role]} ranks: the ranks of a process group "
+                "need a whole GPU each (NCCL puts one rank on one device); give 1, or 0 to run on CPU"
+            )
         if float(r["num_cpus"]) <= 0:
             problems.append(f"runtime.roles.{role}.num_cpus={r['num_cpus']}: must be > 0")
     if need_cpu > have_cpu or need_gpu > have_gpu or problems:
@@ -95,14 +100,36 @@ def actor_runtime_env(runtime_env: Mapping[str, Any], forward: Sequence[str], en
 
 
 def share_gpus(requests: dict[str, dict[str, Any]], cluster_gpus: float) -> None:
-    """Resolve `num_gpus: null` (auto), in place: a whole GPU per worker when the cluster has
-    enough for every auto worker, else an equal fraction of what is left (none without GPUs)."""
+    """Resolve `num_gpus: null` (auto), in place: a whole GPU per worker when the cluster has enough
+    for every auto worker; otherwise the ranks of a process group (a role with several workers) still
+    get a whole GPU each, and single-worker roles an equal fraction of what is left. Without GPUs every
+    auto role gets none. Refused (ResourceError, naming the role) when a group's ranks or a single
+    role would get less than that."""
     auto = [role for role, r in requests.items() if r["num_gpus"] is None]
     fixed = sum(float(r["num_gpus"]) * r["workers"] for r in requests.values() if r["num_gpus"] is not None)
-    wanted = sum(requests[role]["workers"] for role in auto)
     left = max(0.0, cluster_gpus - fixed)
-    share = 1.0 if left >= wanted else math.floor(100 * left / wanted) / 100 if wanted else 0.0
-    for role in auto:
+    groups = [role for role in auto if requests[role]["workers"] > 1]
+    singles = [role for role in auto if requests[role]["workers"] == 1]
+    if cluster_gpus == 0:
+        shares = dict.fromkeys(auto, 0.0)
+    elif left >= sum(requests[role]["workers"] for role in auto):
+        shares = dict.fromkeys(auto, 1.0)
+    else:
+        in_groups = sum(requests[role]["workers"] for role in groups)
+        rest = left - in_groups
+        if rest < 0 or (singles and math.floor(100 * rest / len(singles)) == 0):
+            short = groups if rest < 0 else singles
+            raise ResourceError(
+                f"runtime.roles.{{{','.join(short)}}}.num_gpus=null (auto): the cluster has {cluster_gpus:g} GPUs, "
+                f"{left:g} left after the fixed requests, for "
+                + ", ".join(f"{role} ({requests[role]['workers']} ranks)" for role in auto)
+                + ". The ranks of a process group need a whole GPU each (NCCL puts one rank on one device) and "
+                "every other role a share of one: add GPUs, lower generator.num_workers / guardrail.num_workers, or "
+                "set runtime.roles.<role>.num_gpus (0 runs a role on CPU)"
+            )
+        shares = {role: 1.0 for role in groups}
+        shares.update({role: math.floor(100 * rest / len(singles)) / 100 for role in singles})
+    for role, share in shares.items():
         requests[role]["num_gpus"] = share
         log.info("runtime.roles.%s.num_gpus=auto: %g GPU per worker (the cluster has %g)", role, share, cluster_gpus)
     for r in requests.values():

@@ -175,21 +175,30 @@ def train_safedpo(
 
     from datasets import Dataset
 
-    from duoguard.training import quiet_trainer
+    from duoguard.training import one_device_per_process, quiet_trainer
 
     transformed, counts = safedpo_transform(pairs)
     if not transformed:
         raise DataError(work_dir, None, f"no pairs left to train on after T(D) ({counts})")
+
+    from duoguard.models import pick_dtype
+
+    # fp32 weights and optimizer state, bf16/fp16 compute under autocast (dpo_args): the target may
+    # have been loaded in half precision to answer
+    compute_dtype = pick_dtype(precision, target.device)
+    target.model = target.model.float()
     peft_config = None
     if cfg.lora is not None:
         from peft import LoraConfig
 
         peft_config = LoraConfig(task_type="CAUSAL_LM", **dataclasses.asdict(cfg.lora))
+    args = dpo_args(
+        cfg, output_dir=Path(work_dir) / ".dpo", device=target.device, precision=precision, progress=progress
+    )
+    one_device_per_process(args)
     trainer = _safedpo_trainer_class()(
         model=target.model,
-        args=dpo_args(
-            cfg, output_dir=Path(work_dir) / ".dpo", device=target.device, precision=precision, progress=progress
-        ),
+        args=args,
         train_dataset=Dataset.from_list(trainer_rows(transformed, target)),
         processing_class=target.tokenizer,
         peft_config=peft_config,
@@ -201,7 +210,7 @@ def train_safedpo(
     model = trainer.model
     if peft_config is not None:
         model = model.merge_and_unload()
-    target.model = model.eval()
+    target.model = model.to(compute_dtype).eval()  # answers (and is saved) in the configured precision
     logged = [h for h in trainer.state.log_history if "loss" in h]
     last = logged[-1] if logged else {}
     return {

@@ -18,11 +18,14 @@ from duoguard.atomic import atomic_dir
 from duoguard.config import Config, ConfigError, to_container
 from duoguard.data.benchmarks import Benchmark, samples_benchmark
 from duoguard.data.schema import Sample
+from duoguard.distributed import run_ranks
 from duoguard.evaluate import eval_tables, evaluate_guardrail, flat_metrics
 from duoguard.factory import (
+    build_guardrail,
     build_taxonomy,
     load_benchmarks_from,
     load_training_samples,
+    model_path,
     new_guardrail,
     set_up_torch,
     split_with_responses,
@@ -57,6 +60,18 @@ def save_guardrail(guardrail, path: Path) -> Path:
     return atomic_dir(path, guardrail.save_pretrained, replace=True)
 
 
+def train_and_save(cfg: Config, taxonomy, train: list[Sample], path: Path) -> dict[str, Any]:
+    """One rank's part of the training stage: every rank trains (data parallel), rank 0 saves."""
+    from duoguard.distributed import is_main
+
+    set_up_torch(cfg)
+    guardrail = new_guardrail(cfg, taxonomy)
+    stats = train_guardrail(guardrail, train, cfg, path.parent)
+    if is_main():
+        save_guardrail(guardrail, path)
+    return stats
+
+
 def composition(samples: list[Sample]) -> dict[str, dict[str, int]]:
     """Counts per language of safe and unsafe rows (for reports)."""
     out: dict[str, Counter] = {}
@@ -75,10 +90,26 @@ def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), job_type="guardrail")
     try:
-        guardrail = new_guardrail(cfg, taxonomy)
+        g = cfg.guardrail
         log.info("training guardrail on %d samples (%d held out)", len(train), len(heldout))
-        stats = train_guardrail(guardrail, train, cfg, out_dir)
-        checkpoint = save_guardrail(guardrail, out_dir / "guardrail")
+        checkpoint = out_dir / "guardrail"
+        stats = run_ranks(
+            train_and_save,
+            cfg,
+            taxonomy,
+            train,
+            checkpoint,
+            ranks=g.num_workers,
+            deepspeed=bool(g.train.deepspeed),
+            name="guardrail training",
+        )
+        guardrail = build_guardrail(  # the trained checkpoint, evaluated in this process
+            cfg=cfg,
+            categories=taxonomy.names,
+            base_path=model_path(g.model, cfg.cache_dir),
+            checkpoint=str(checkpoint),
+            device=cfg.runtime.device,
+        )
         evals = ([samples_benchmark("heldout", heldout)] if heldout else []) + benchmarks
         report = evaluate_guardrail(guardrail, evals, progress=cfg.progress)
         result = {
