@@ -97,3 +97,13 @@ def restore_dir(final: str | os.PathLike) -> None:
     old = _aside(final)
     if old.is_dir() and not final.exists():
         os.rename(old, final)
+
+
+def link_or_copy(src: str, dst: str) -> str:
+    """A hard link (no second copy on disk) where the filesystem allows one, else a copy. For
+    `shutil.copytree(copy_function=...)` of files that are replaced, never written over, afterwards."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst

@@ -54,6 +54,14 @@ def launched() -> bool:
     return world_size() > 1 or "LOCAL_RANK" in os.environ
 
 
+def barrier() -> None:
+    """Wait for every rank of the group (nothing outside one)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def join_group(device: str, deepspeed: bool = False) -> None:
     """In a rank: bind this rank's device from LOCAL_RANK and join the process group from the
     environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), once. Outside a group: nothing."""

@@ -97,6 +97,14 @@ def decision_accuracy(scores: np.ndarray, records: list[PromptRecord], threshold
     return float(np.mean((np.asarray(scores) > threshold) == want))
 
 
+def check_ranks_agree(role: Any, name: str, ranks: int) -> None:
+    """Data parallel: every rank must hold the same full weights after an update (gathered under ZeRO-3)."""
+    if ranks > 1:
+        sums = each_rank(role).checksum()
+        if len(set(sums)) > 1:
+            raise RoleError(f"role '{name}': its {len(sums)} data-parallel ranks diverged (weight checksums {sums})")
+
+
 def play_round(
     r: int,
     roles: Roles,
@@ -121,10 +129,7 @@ def play_round(
     conditions = sampler.draw(grpo.prompts_per_step * grpo.steps_per_round, r)
     referee = Referee(roles.guardrail, roles.judge, cfg.game.reward, threshold, r)
     rollout = roles.generator.play(conditions, referee, r)
-    if cfg.generator.num_workers > 1:  # data parallel: every rank must hold the same policy
-        sums = each_rank(roles.generator).checksum()
-        if len(set(sums)) > 1:
-            raise RoleError(f"role 'generator': its {len(sums)} data-parallel ranks diverged (weight checksums {sums})")
+    check_ranks_agree(roles.generator, "generator", cfg.generator.num_workers)
     lap("rollout")
     records = rollout.records
     accepted = accept(records, pool.texts(), {normalise(s.text) for s in seeds}, r)
@@ -145,6 +150,7 @@ def play_round(
             epochs=cfg.game.guardrail_epochs,
             seed=cfg.guardrail.train.seed + r,
         )
+    check_ranks_agree(roles.guardrail, "guardrail", cfg.guardrail.num_workers)
     lap("guardrail_train")
     after = decision_accuracy(roles.guardrail.unsafe_scores([a.text for a in accepted]), accepted, threshold)
     held_scores = roles.guardrail.unsafe_scores([s.text for s in heldout], [s.response for s in heldout])
@@ -297,7 +303,8 @@ def play_game(cfg: Config) -> dict[str, Any]:
     )
     history = list(state.history) if state else []
     tracker.rewrite_history(history)
-    runtime = make_runtime(cfg.runtime, cfg.ray, {"generator": cfg.generator.num_workers})
+    ranks = {"generator": cfg.generator.num_workers, "guardrail": cfg.guardrail.num_workers}
+    runtime = make_runtime(cfg.runtime, cfg.ray, ranks)
     try:
         roles = spawn_roles(runtime, cfg, taxonomy.names, checkpoints.latest_dir(), out_dir)
         if state is None:  # round 0: the warmed-up guardrail and the initial generator
@@ -368,8 +375,8 @@ def write_game_manifest(out_dir: Path, cfg: Config) -> None:
 
 
 def _export(src: Path, dst: Path) -> None:
-    """Final model folder: the checkpoint without its optimizer state."""
-    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("optimizer.pt"))
+    """Final model folder: the checkpoint without its optimizer state (optimizer.pt, or DeepSpeed's folder)."""
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("optimizer.pt", "deepspeed"))
 
 
 def _log_candidates(tracker: Tracker, records: list[PromptRecord], r: int, rows: int, seed: int) -> None:

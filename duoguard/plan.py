@@ -13,15 +13,14 @@ w = 2 bytes per element in bf16/fp16 (4 in fp32), the terms are (REFERENCE §9):
     grads        A x w                                         / N under ZeRO-2+
     optimizer    A x 8 (AdamW's two fp32 moments)               / N under ZeRO-1+; 0 with offload_optimizer
     reference    P x w, the GRPO reference policy when beta > 0 / N under ZeRO-3 (TRL shards it only then)
-    vllm         vllm_gpu_memory_utilization x GPU memory (colocate mode)
+    vllm         vllm_gpu_memory_utilization x GPU memory (TRL's colocate mode); with sleep mode only
+                 what it exceeds the activations by (it sleeps during the update)
     activations  the largest working set of the role's passes (below)
 
 so a mixed-precision full fine-tune with AdamW costs 2 + 4 + 2 + 8 = 16 bytes per parameter, as
-does an fp32 one (4 + 4 + 8). Without DeepSpeed, the generator and the target today load bf16
-weights and train them with bf16 AdamW states (8 bytes per parameter, and small updates lost,
-REFERENCE §9): the plan counts the 16 bytes of the recipe that trains correctly, an overestimate
-there. The guardrail trains fp32 weights under bf16 autocast (4 + 4 + 8). SafeDPO precomputes its
-reference log-probs, so it keeps no reference model.
+does an fp32 one (4 + 4 + 8). Every trained role keeps fp32 weights and trains under bf16 autocast
+(4 + 4 + 8: the same 16 bytes, split differently); the GRPO reference loads in the compute precision.
+SafeDPO precomputes its reference log-probs, so it keeps no reference model.
 
 Activations, a rough estimate from the architecture (hidden h, MLP width I, L layers, vocabulary V,
 e bytes per activation element, b sequences of s tokens per rank, s_l tokens with logits):
@@ -64,7 +63,6 @@ from duoguard.config import (
     RefusalJudge,
     Responder,
     RuntimeName,
-    VLLMMode,
     conf_dir,
     config_file,
 )
@@ -269,6 +267,7 @@ class Work:
     checkpointing: bool = False
     reference: bool = False
     vllm_bytes: float = 0.0
+    vllm_sleeps: bool = False  # vLLM gives its share back during the update
     lm: bool = True  # a causal LM's logits (a classifier's head is a few outputs)
 
     def memory(self) -> dict[str, float]:
@@ -280,7 +279,7 @@ class Work:
             weights = 0.0 if z.offload_param else weights / n
         states = 0 if z.offload_optimizer else 1
         shard1, shard2 = (n if z.stage >= 1 else 1), (n if z.stage >= 2 else 1)
-        return {
+        out = {
             "weights": weights,
             "master": states * trained * MASTER_BYTES / shard1 if self.master else 0.0,
             "grads": trained * self.weight_bytes / shard2,
@@ -289,6 +288,9 @@ class Work:
             "vllm": self.vllm_bytes,
             "activations": max((self._working_set(p) for p in self.passes), default=0.0),
         }
+        if self.vllm_sleeps:  # asleep during the update: only what its share exceeds the activations by adds
+            out["vllm"] = max(0.0, out["vllm"] - out["activations"])
+        return out
 
     def _working_set(self, p: Pass) -> float:
         s, e = self.shape, self.act_bytes
@@ -581,8 +583,7 @@ def _game(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[float, 
     asked.append((where[3], f"generator {where[0]}"))
     per_rank = grpo.prompts_per_step * grpo.num_generations // n
     seq = PROMPT_TOKENS + sampling.max_new_tokens
-    colocate = grpo.use_vllm and grpo.vllm_mode == VLLMMode.colocate
-    vllm = grpo.vllm_gpu_memory_utilization * place.hw.gpu_memory_gib * GIB if colocate else 0.0
+    vllm = grpo.vllm_gpu_memory_utilization * place.hw.gpu_memory_gib * GIB if grpo.use_vllm else 0.0
     wb = _bytes(gen.model.precision)
 
     def generator_work(shape: Shape) -> Work:
@@ -601,6 +602,7 @@ def _game(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[float, 
             checkpointing=grpo.gradient_checkpointing,
             reference=grpo.beta > 0,
             vllm_bytes=vllm,
+            vllm_sleeps=grpo.vllm_sleep_mode,
         )
 
     def generator_ways(p: RolePlan, room: float | None) -> list[str]:
@@ -620,8 +622,6 @@ def _game(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[float, 
         return out
 
     roles.append(_role("game", "generator", gen.model, where[:3], generator_work, ways_out=generator_ways))
-    if grpo.use_vllm and not colocate:
-        roles[-1].note = "vLLM runs as a server on GPUs of its own: not planned"
 
     where = place.game_role("guardrail", g.num_workers)
     asked.append((where[3], f"guardrail {where[0]}"))
@@ -719,7 +719,7 @@ def _inference(stage: str, role: str, model: ModelConfig, where, batch: int, tok
 def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[float, str]]:
     s, t = cfg.safedpo, cfg.target
     device = place.process_device()
-    shown = f"{s.num_gpus} ranks x 1" if s.num_gpus > 1 else "1"
+    shown = f"{s.num_workers} ranks x 1" if s.num_workers > 1 else "1"
     where = (shown, device, place.per_gpu) if device else ("cpu", "cpu", None)
     wb = _bytes(t.model.precision)
     answer = PROMPT_TOKENS + t.sampling.max_new_tokens
@@ -736,7 +736,7 @@ def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[floa
             trains=True,
             master=wb == 2,
             lora=s.lora,
-            ranks=s.num_gpus,
+            ranks=s.num_workers,
             zero=Zero.from_json(s.deepspeed),
             checkpointing=s.gradient_checkpointing,
         )
@@ -746,7 +746,7 @@ def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[floa
         if s.lora is None:
             out.append("LoRA adapters: a preset that sets safedpo.lora (as experiment=safedpo_qwen7b_lora)")
         out += [
-            f"ZeRO-3 over more GPUs: safedpo.deepspeed=conf/deepspeed/zero3.json safedpo.num_gpus=N: "
+            f"ZeRO-3 over more GPUs: safedpo.deepspeed=conf/deepspeed/zero3.json safedpo.num_workers=N: "
             f"{_zero3_ranks(p.work, room)}",
             _offload("safedpo.deepspeed"),
             f"a smaller batch or length: safedpo.per_device_batch_size={s.per_device_batch_size}, "
@@ -775,7 +775,7 @@ def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[floa
                 "safedpo", "responder", s.pairs.responder_model, where, t.batch_size, answer, "target.batch_size"
             )
         )
-    return roles, (float(s.num_gpus if device else 0), f"safedpo.num_gpus={s.num_gpus} ranks")
+    return roles, (float(s.num_workers if device else 0), f"safedpo.num_workers={s.num_workers} ranks")
 
 
 def _eval(cfg: Config, place: _Placement, target: bool) -> tuple[list[RolePlan], tuple[float, str]]:

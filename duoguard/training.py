@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import types
 
 import torch
@@ -87,13 +89,22 @@ def zero3(trainer) -> bool:
     return bool(trainer.is_deepspeed_enabled and plugin is not None and plugin.zero_stage == 3)
 
 
-def full_state_dict(module: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
-    """The module's full weights on every rank (a collective under ZeRO-3: every rank must call it)."""
+@contextlib.contextmanager
+def gathered(module: torch.nn.Module, sharded: bool):
+    """Inside, every parameter of the module is whole on every rank (a collective under ZeRO-3: every
+    rank must enter it); without sharding, nothing to do."""
     if not sharded:
-        return {k: v.detach().clone() for k, v in module.state_dict().items()}
+        yield
+        return
     import deepspeed
 
     with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+        yield
+
+
+def full_state_dict(module: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
+    """A copy of the module's full weights on every rank (see `gathered`)."""
+    with gathered(module, sharded):
         return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
@@ -114,3 +125,13 @@ def trained_model(trainer) -> torch.nn.Module:
         hf_deepspeed.set_hf_deepspeed_config(trainer.accelerator.state.deepspeed_plugin.hf_ds_config)
     fresh.load_state_dict(state)
     return fresh.to(next(model.parameters()).device)
+
+
+FEW_STEPS = 50  # below this many optimizer steps a classifier rarely trains: warned
+
+
+def optimizer_steps(examples: int, global_batch: int, epochs: float, max_steps: int = -1) -> int:
+    """Optimizer steps of a run over `examples` at `global_batch` examples per step (the Trainer's count)."""
+    if max_steps > 0:
+        return max_steps
+    return math.ceil(math.ceil(examples / global_batch) * epochs)

@@ -126,10 +126,10 @@ def test_real_preset_differs_from_tiny_only_in_config():
     real = compose(["experiment=duoguard_qwen", "output_dir=/tmp/x"])
     assert tiny.guardrail.model.name_or_path == "tiny"
     assert real.guardrail.model.name_or_path == "Qwen/Qwen2.5-0.5B"
-    # DuoGuard's released hyperparameters
+    # DuoGuard's released hyperparameters, but a global batch sized for the game's data (tests/test_plan.py)
     t = real.guardrail.train
     assert (t.loss.value, t.learning_rate, t.lr_scheduler, t.warmup_ratio, t.epochs) == ("zlpr", 5e-5, "cosine", 0.1, 2)
-    assert (t.global_batch_size, t.weight_decay, t.max_grad_norm, real.guardrail.max_length) == (640, 0.0, 1.0, 512)
+    assert (t.global_batch_size, t.weight_decay, t.max_grad_norm, real.guardrail.max_length) == (16, 0.0, 1.0, 512)
     assert real.guardrail.model.trust_remote_code is False
 
 

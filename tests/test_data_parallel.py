@@ -74,3 +74,44 @@ def test_rollouts_from_ranks_merge_by_step_then_rank():
     assert [r.text for r in merged.records] == ["a", "b", "c", "d"]
     assert merged.stats["kl"] == 0.1  # TRL gathers its metrics over ranks: rank 0 logs them
     assert merged.stats["seconds_scoring"] == 3.0  # the slowest rank
+
+
+@pytest.mark.slow
+def test_a_zero3_game_on_ray_ranks_resumed_from_its_round_checkpoint_plays_the_same_round(tmp_path, cache_dir):
+    """Generator and guardrail each as 2 Ray ranks under DeepSpeed ZeRO-3. The game is played for two rounds;
+    then a copy of its run, cut back to the round-1 checkpoint (DeepSpeed's own checkpoint for the
+    generator's optimizer, gathered full weights for both), plays round 2 again: same candidates, same
+    weights."""
+    import json
+    import shutil
+
+    from duoguard.data.pool import Pool
+    from duoguard.game import play_game
+    from tests.conftest import CONF_DIR
+    from tests.test_distributed import max_apart, saved_weights
+
+    zero3 = CONF_DIR / "deepspeed" / "zero3.json"
+    overrides = [
+        *FAST,
+        "game.rounds=2",
+        "generator.grpo.steps_per_round=1",
+        "guardrail.num_workers=2",
+        f"generator.grpo.deepspeed={zero3}",
+        f"guardrail.train.deepspeed={zero3}",
+    ]
+    straight = play_game(compose([*overrides, f"output_dir={tmp_path / 'a'}"], "game"))
+    assert [h["round"] for h in straight["history"]] == [1, 2]
+    assert (tmp_path / "a" / "checkpoints" / "round_0001" / "generator" / "deepspeed" / "latest").is_file()
+
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    for name in ("generator", "guardrail"):  # the final exports: written again when the game ends
+        shutil.rmtree(tmp_path / "b" / name)
+    (tmp_path / "b" / "manifest.json").unlink()
+    (tmp_path / "b" / "checkpoints" / "latest.json").write_text(json.dumps({"round": 1, "dir": "round_0001"}))
+    resumed = play_game(compose([*overrides, f"output_dir={tmp_path / 'b'}"], "game"))
+    assert [h["round"] for h in resumed["history"]] == [1, 2]
+
+    rows = lambda d: [(r.id, r.text, round(r.guardrail_score, 5)) for r in Pool(tmp_path / d / "pool").records()]
+    assert rows("b") == rows("a") and rows("a")
+    for role in ("generator", "guardrail"):
+        assert max_apart(saved_weights(tmp_path / "a" / role), saved_weights(tmp_path / "b" / role)) == 0.0, role

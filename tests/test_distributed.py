@@ -97,3 +97,175 @@ def test_a_failing_rank_stops_the_group_and_its_error_reaches_the_caller(how):
         assert "raised in guardrail training, rank 1 of 2" in caught.value.__notes__
     else:
         assert "guardrail training: rank 1 of 2 died with exit code 3" in str(caught.value)
+
+
+def safedpo_cfg(tmp_path, name: str, *extra: str):
+    return compose(
+        [
+            f"output_dir={tmp_path / name}",
+            "safedpo.global_batch_size=4",
+            "safedpo.per_device_batch_size=1",
+            "safedpo.learning_rate=1e-3",
+            "safedpo.warmup_ratio=0",
+            "safedpo.lr_scheduler=constant",
+            "safedpo.max_length=64",
+            "safedpo.logging_steps=1",
+            "safedpo.delta=5",
+            "progress=false",
+            *extra,
+        ],
+        "safedpo",
+    )
+
+
+def train_target_stage(cfg, base: str, ranks: int, deepspeed: bool):
+    """The SafeDPO stage's training (every rank trains, rank 0 saves): stats and saved weights."""
+    from transformers import AutoModelForCausalLM
+
+    from duoguard.distributed import run_ranks
+    from duoguard.stages.safedpo import train_target
+
+    pairs = [
+        {
+            "prompt": f"request number {i}",
+            "chosen": "I can't help with that.",
+            "rejected": f"Sure, step {i} is this.",
+            "chosen_unsafe": False,
+            "rejected_unsafe": True,
+        }
+        for i in range(8)
+    ]
+    stats = run_ranks(train_target, cfg, pairs, base, cfg.output_dir, ranks=ranks, deepspeed=deepspeed, name="test")
+    return stats, AutoModelForCausalLM.from_pretrained(Path(cfg.output_dir) / "target").state_dict()
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_safedpo_on_two_ranks_with_deepspeed_matches_one_rank(tmp_path, tiny_base, stage):
+    from transformers import AutoModelForCausalLM
+
+    one, one_weights = train_target_stage(safedpo_cfg(tmp_path, "one"), tiny_base, ranks=1, deepspeed=False)
+    cfg = safedpo_cfg(tmp_path, "two", f"safedpo.deepspeed={CONF_DIR / 'deepspeed' / f'{stage}.json'}")
+    two, two_weights = train_target_stage(cfg, tiny_base, ranks=2, deepspeed=True)
+    assert one["train_steps"] == two["train_steps"] == 2 * cfg.safedpo.epochs  # 8 pairs, 4 per optimizer step
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=LOSS_RTOL)
+    assert two["safety/margin"] == pytest.approx(5.0)
+    apart = max((one_weights[k] - v).abs().max().item() for k, v in two_weights.items())
+    assert apart <= WEIGHT_ATOL, f"{stage}: 2-rank weights differ from 1-rank by {apart:g}"
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).state_dict()
+    assert max((two_weights[k] - base[k]).abs().max().item() for k in base) > 100 * WEIGHT_ATOL
+
+
+G = 4  # completions per prompt; each rank's share of a step is one whole group
+
+
+def generator_cfg(*extra: str):
+    return compose(
+        [
+            "output_dir=/tmp/x",
+            f"generator.grpo.num_generations={G}",
+            "generator.grpo.prompts_per_step=2",
+            "generator.grpo.steps_per_round=1",
+            "generator.grpo.beta=0.0",
+            "generator.grpo.learning_rate=1e-3",
+            "generator.sampling.max_new_tokens=4",
+            "generator.templates.unsafe='{seed}'",
+            "generator.templates.safe='{seed}'",
+            *extra,
+        ],
+        "game",
+    ).generator
+
+
+def grpo_rounds(base: str, cfg, work: str, resume: bool = True) -> dict:
+    """In each rank: two GRPO rounds straight through and, with `resume`, the same two rounds with a
+    checkpoint and a new generator (a resumed game) between them. Rank 0 saves the weights of both;
+    returns every rank's weight checksum, the completions and the rewards scored."""
+    import torch.distributed as dist
+
+    from duoguard.prompts import Condition
+    from duoguard.roles.generator import Generator
+    from tests.test_pool import records
+
+    conditions = [Condition(f"s{i}", f"seed text {i}", True, "Violent Crimes", "en", "direct") for i in range(2)]
+    scored: list[tuple[str, float]] = []
+
+    def score(texts, conds):  # by position within each group: a gradient even when a group's texts agree
+        rewards = [float(i % G) for i in range(len(texts))]
+        scored.extend(zip(texts, rewards, strict=True))
+        (record,) = records(0, 1)
+        return rewards, [record] * len(texts)
+
+    work = Path(work)
+    straight = Generator(base, cfg, work_dir=work / "a", device="cpu", seed=0, reference_path=base)
+    stats = [straight.play(conditions, score, r).stats for r in range(2)]
+    straight_scored = list(scored)
+    straight.save(work / "straight")
+    sums = [straight.checksum()]
+    if resume:
+        first = Generator(base, cfg, work_dir=work / "b", device="cpu", seed=0, reference_path=base)
+        first.play(conditions, score, 0)
+        first.save(work / "round_0")
+        resumed = Generator(str(work / "round_0"), cfg, work_dir=work / "c", device="cpu", seed=0, reference_path=base)
+        resumed.play(conditions, score, 1)
+        resumed.save(work / "resumed")
+    if dist.is_initialized():  # every rank's checksum, and every rank's share of the rollouts in rank order
+        sums, shares = [None] * dist.get_world_size(), [None] * dist.get_world_size()
+        dist.all_gather_object(sums, straight.checksum())
+        dist.all_gather_object(shares, straight_scored)
+        straight_scored = [x for share in shares for x in share]
+    return {"stats": stats, "checksums": sums, "scored": straight_scored}
+
+
+def saved_weights(folder: Path) -> dict:
+    """Every tensor of a saved checkpoint, as stored."""
+    from safetensors.torch import load_file
+
+    return load_file(Path(folder) / "model.safetensors")
+
+
+def max_apart(a: dict, b: dict) -> float:
+    """The largest difference between two checkpoints' weights (which must hold the same tensors)."""
+    assert a.keys() == b.keys()
+    return max((a[k] - v).abs().max().item() for k, v in b.items())
+
+
+def test_a_grpo_round_on_two_ranks_sees_the_global_batch_of_one_rank(tmp_path, tiny_base):
+    """Greedy decoding, so 1 and 2 ranks generate the same completions: the step sees the same 8 candidates
+    and rewards, split 4 + 4. (Weights are compared between 2-rank runs below: with greedy decoding a
+    group's completions agree and its policy gradient is rounding noise, which Adam would amplify.)"""
+    from duoguard.distributed import run_ranks
+
+    greedy = "generator.sampling.top_k=1"
+    one = grpo_rounds(tiny_base, generator_cfg(greedy), str(tmp_path / "one"), resume=False)
+    cfg = generator_cfg(greedy, f"generator.grpo.deepspeed={CONF_DIR / 'deepspeed' / 'zero2.json'}")
+    two = run_ranks(grpo_rounds, tiny_base, cfg, str(tmp_path / "two"), False, ranks=2, deepspeed=True, name="test")
+    assert len(one["scored"]) == 2 * 2 * G  # two rounds of 2 prompts x G
+    assert sorted(two["scored"]) == sorted(one["scored"])
+    for a, b in zip(one["stats"], two["stats"], strict=True):
+        assert b["reward_std"] == pytest.approx(a["reward_std"], rel=LOSS_RTOL)
+        assert b["policy_loss"] == pytest.approx(a["policy_loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_grpo_rounds_with_deepspeed_match_plain_data_parallel_and_resume_exactly(tmp_path, tiny_base, stage):
+    """Two sampled GRPO rounds on 2 ranks: DeepSpeed (ZeRO-2 or ZeRO-3, a new engine each round that loads the
+    last one's checkpoint) against plain data parallelism (one optimizer kept across rounds), which sample the
+    same completions; then a game resumed from the round-0 checkpoint ends with the same weights."""
+    from duoguard.distributed import run_ranks
+
+    plain = run_ranks(grpo_rounds, tiny_base, generator_cfg(), str(tmp_path / "ddp"), False, ranks=2, name="test")
+    cfg = generator_cfg(f"generator.grpo.deepspeed={CONF_DIR / 'deepspeed' / f'{stage}.json'}")
+    zero = run_ranks(grpo_rounds, tiny_base, cfg, str(tmp_path / stage), ranks=2, deepspeed=True, name="test")
+    assert sorted(zero["scored"]) == sorted(plain["scored"])  # the same rollouts
+    assert len({text for text, _ in zero["scored"]}) > 2  # sampled: groups with different completions
+    for a, b in zip(plain["stats"], zero["stats"], strict=True):
+        assert b["policy_loss"] == pytest.approx(a["policy_loss"], rel=LOSS_RTOL, abs=1e-6)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
+    assert len(zero["checksums"]) == 2 and zero["checksums"][0] == zero["checksums"][1]  # full weights, both ranks
+    straight = saved_weights(tmp_path / stage / "straight")
+    apart = max_apart(saved_weights(tmp_path / "ddp" / "straight"), straight)
+    assert apart <= WEIGHT_ATOL, f"{stage}: weights differ from plain data parallel by {apart:g} after two rounds"
+    # the resumed game continues from the round checkpoint's weights and optimizer state
+    assert max_apart(straight, saved_weights(tmp_path / stage / "resumed")) == 0.0
+    assert (tmp_path / stage / "round_0" / "deepspeed" / "latest").is_file()
+    assert max_apart(saved_weights(Path(tiny_base)), straight) > 100 * WEIGHT_ATOL

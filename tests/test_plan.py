@@ -318,3 +318,32 @@ def test_the_hardware_section_checks_its_values():
     with pytest.raises(ConfigError, match=r"hardware.usable_fraction: must be in \(0, 1\]"):
         HardwareConfig(usable_fraction=0).check("hardware")
     assert HardwareConfig(nodes=2, gpus_per_node=8, gpu_memory_gib=80).gpus == 16
+
+
+@pytest.mark.parametrize("preset", REAL_PRESETS)
+def test_each_real_preset_trains_the_game_guardrail_for_enough_optimizer_steps(preset):
+    """The warm-up on the seeds, and every round (the seeds at least, plus the pool), give the guardrail at
+    least FEW_STEPS updates at the preset's global batch (DuoGuard's 640 suits its large dataset, not a game)."""
+    from duoguard.factory import build_taxonomy, load_training_samples, split_with_responses
+    from duoguard.training import FEW_STEPS, optimizer_steps
+
+    cfg = compose([f"experiment={preset}", "output_dir=/tmp/x"], "game")
+    train, _ = split_with_responses(load_training_samples(cfg, build_taxonomy(cfg)), cfg)
+    t = cfg.guardrail.train
+    warm_up = optimizer_steps(len(train), t.global_batch_size, t.epochs, t.max_steps)
+    each_round = optimizer_steps(len(train), t.global_batch_size, cfg.game.guardrail_epochs, t.max_steps)
+    assert min(warm_up, each_round) >= FEW_STEPS, (len(train), t.global_batch_size)
+
+
+def test_vllm_in_sleep_mode_counts_only_what_its_share_exceeds_the_update_by():
+    from duoguard.plan import Pass
+
+    shape = model_shape(ModelConfig(name_or_path="tiny"))
+    base = dict(shape=shape, weight_bytes=2, act_bytes=2, passes=(Pass(8, 64, 8, train=True),), trains=True)
+    awake = Work(**base, vllm_bytes=1e9).memory()
+    assert awake["vllm"] == 1e9 and awake["activations"] > 0  # both resident: summed
+    asleep = Work(**base, vllm_bytes=1e9, vllm_sleeps=True).memory()
+    assert asleep["vllm"] == 1e9 - asleep["activations"]  # the peak is the larger of the two
+    small = Work(**base, vllm_bytes=1.0, vllm_sleeps=True).memory()
+    assert small["vllm"] == 0.0
+    assert sum(asleep.values()) == sum(awake.values()) - awake["activations"]

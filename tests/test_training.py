@@ -73,3 +73,36 @@ def test_a_skipped_step_changes_nothing(guard, tmp_path, monkeypatch):
 def test_finite_training_skips_nothing(guard, tmp_path):
     stats = guard.fit(TEXTS, labels(len(TEXTS)), CFG, output_dir=tmp_path, progress=False)
     assert stats["skipped_steps"] == 0
+
+
+def test_one_process_trains_on_one_device_whatever_the_host_has(tmp_path):
+    """With 4 GPUs visible and no launcher, the Trainer would run nn.DataParallel over all of them (TRL refuses
+    it) and a step would see 4 x the per-device batch. Here the host's count is stood in for by `_n_gpu`."""
+    from transformers import TrainingArguments
+
+    from duoguard.training import one_device_per_process
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, use_cpu=True, report_to=[])
+    assert args.n_gpu == 0  # this machine: no GPU
+    args._n_gpu = 4  # as _setup_devices finds it on a host with 4 GPUs visible
+    assert args.train_batch_size == 8
+    one_device_per_process(args)
+    assert args.n_gpu == 1 and args.train_batch_size == 2
+
+
+def test_too_few_optimizer_steps_are_warned_once_naming_the_key(guard, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="duoguard"):
+        guard.fit(TEXTS, labels(len(TEXTS)), CFG, output_dir=tmp_path, progress=False)  # 3 steps
+        guard.fit(TEXTS, labels(len(TEXTS)), CFG, output_dir=tmp_path, progress=False)
+    warned = [r.getMessage() for r in caplog.records if "optimizer steps" in r.getMessage()]
+    assert warned == [
+        "guardrail: 12 examples at guardrail.train.global_batch_size=4 make 3 optimizer steps "
+        "(fewer than ~50 rarely train a classifier): lower the global batch or raise the epochs"
+    ]
+    caplog.clear()
+    fresh = Guardrail(guard.model, guard.tokenizer)
+    with caplog.at_level(logging.WARNING, logger="duoguard"):
+        fresh.fit(TEXTS, labels(len(TEXTS)), replace(CFG, max_steps=50), output_dir=tmp_path, progress=False)
+    assert not [r for r in caplog.records if "optimizer steps" in r.getMessage()]

@@ -62,7 +62,6 @@ from duoguard.config.game import (
     ResumeMode,
     RewardConfig,
     RewardScaling,
-    VLLMMode,
 )
 from duoguard.config.guardrail import (
     GuardrailConfig,
@@ -178,7 +177,6 @@ __all__ = [
     "TaxonomyConfig",
     "TinyModelConfig",
     "to_container",
-    "VLLMMode",
     "WandbMode",
     "with_overrides",
 ]

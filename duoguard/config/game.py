@@ -25,11 +25,6 @@ class RewardScaling(Choice):
     none = "none"  # no scaling (Dr. GRPO)
 
 
-class VLLMMode(Choice):
-    colocate = "colocate"  # vLLM in the trainer's process, sharing its GPU
-    server = "server"  # a separate `trl vllm-serve` process
-
-
 class JudgeRule(Choice):
     not_empty = "not_empty"
     length = "length"  # min/max characters and the length ratio to the seed
@@ -72,10 +67,19 @@ class GRPOSettings(Section):
     max_grad_norm: float = setting(1.0, "gradient-norm clip")
     weight_decay: float = setting(0.0, "AdamW weight decay")
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass (less memory)")
-    use_vllm: bool = setting(False, "generate with vLLM (GPU only; vllm must be installed)")
-    vllm_mode: VLLMMode = setting(VLLMMode.colocate, "where vLLM runs when use_vllm is true")
+    use_vllm: bool = setting(
+        False,
+        "generate with vLLM in TRL's colocate mode: inside each generator rank's process, on its GPU (GPU only; "
+        "vllm must be installed; never run by this project's tests). TRL's server mode is not offered: it "
+        "would need GPUs the placement and the memory plan do not count",
+    )
     vllm_gpu_memory_utilization: float = setting(
-        0.3, "share of each generator GPU vLLM takes in colocate mode (TRL's; the memory plan counts it)"
+        0.3, "share of each generator GPU vLLM takes (TRL's; the memory plan counts it)"
+    )
+    vllm_sleep_mode: bool = setting(
+        False,
+        "vLLM sleeps during the update, giving its share back (TRL's vllm_enable_sleep_mode); the memory plan "
+        "then counts the larger of its share and the update's activations, not both",
     )
     deepspeed: str | None = setting(None, "path of a DeepSpeed JSON config")
 

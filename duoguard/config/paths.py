@@ -25,3 +25,12 @@ def config_file(path: str) -> str:
     if shipped.is_file():
         return str(shipped)
     raise ConfigError(f"file not found: {path} (looked in the working directory and in {conf_dir()})")
+
+
+def zero_stage(path: str | None) -> int:
+    """The ZeRO stage of a DeepSpeed JSON config (0 without one)."""
+    import json
+
+    if not path:
+        return 0
+    return int(json.loads(Path(config_file(path)).read_text()).get("zero_optimization", {}).get("stage", 0))

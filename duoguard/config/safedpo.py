@@ -9,6 +9,7 @@ from omegaconf import MISSING
 from duoguard.config.base import Choice, Section, check, setting
 from duoguard.config.data import DataFileConfig
 from duoguard.config.models import LoraSettings, LRScheduler, ModelConfig, SamplingConfig
+from duoguard.config.paths import zero_stage
 
 
 class PairRecipe(Choice):
@@ -97,10 +98,10 @@ class SafeDPOConfig(Section):
     weight_decay: float = setting(0.0, "AdamW weight decay")
     gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass (less memory)")
     deepspeed: str | None = setting(None, "path of a DeepSpeed JSON config, e.g. conf/deepspeed/zero3.json")
-    num_gpus: int = setting(
+    num_workers: int = setting(
         1,
-        "ranks of the SafeDPO stage, one GPU each (start it with torchrun --nproc_per_node=N or accelerate launch); "
-        "the memory plan divides ZeRO-sharded states by it",
+        "ranks that train the target, one device each, joined by torch.distributed (gloo on CPUs): the stage "
+        "launches them on this node after building the pairs; the memory plan divides ZeRO-sharded states by it",
     )
     lora: LoraSettings | None = setting(None, "train LoRA adapters instead of the full model (merged on save)")
     logging_steps: int = setting(10, "log the loss every this many optimizer steps")
@@ -127,9 +128,15 @@ class SafeDPOConfig(Section):
             f"must be >= {key}.per_device_batch_size > 0",
         )
         check(self.max_length > 0, f"{key}.max_length", "must be > 0")
-        check(self.num_gpus >= 1, f"{key}.num_gpus", "must be >= 1")
+        check(self.num_workers >= 1, f"{key}.num_workers", "must be >= 1")
         if self.lora is not None:
             self.lora.check(f"{key}.lora")
+            check(
+                zero_stage(self.deepspeed) < 3,
+                f"{key}.lora",
+                f"LoRA with ZeRO-3 ({key}.deepspeed={self.deepspeed}) is not supported yet: use ZeRO-2 with LoRA, "
+                "or ZeRO-3 without it",
+            )
         self.pairs.check(f"{key}.pairs")
         for i, f in enumerate(self.prompt_files):
             f.check(f"{key}.prompt_files[{i}]")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,14 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
+from duoguard.atomic import link_or_copy
 from duoguard.config import GeneratorConfig, config_file
 from duoguard.data.record import PromptRecord
-from duoguard.distributed import join_group, launched
+from duoguard.distributed import barrier, join_group, launched
 from duoguard.errors import UserError
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.prompts import Condition, render
-from duoguard.training import SkipNonFinite, one_device_per_process, quiet_trainer
+from duoguard.training import (
+    SkipNonFinite,
+    full_state_dict,
+    gathered,
+    one_device_per_process,
+    quiet_trainer,
+    zero3,
+)
 from duoguard.trl_private import check_grpo_trainer, reset_grpo_rollout, set_grpo_reference
 
 log = logging.getLogger(__name__)
@@ -39,6 +49,8 @@ log = logging.getLogger(__name__)
 ScoreFn = Callable[[list[str], list[dict[str, Any]]], tuple[list[float], list[PromptRecord]]]
 
 OPTIMIZER_FILE = "optimizer.pt"
+DEEPSPEED_DIR = "deepspeed"  # under DeepSpeed: its own checkpoint (every rank's shard of weights and optimizer)
+DEEPSPEED_TAG = "round"  # one folder, replaced each round
 
 
 @dataclass
@@ -108,6 +120,8 @@ class Generator:
         # later round's checkpoint
         set_grpo_reference(self.model, reference_path or model_path)
         self._optimizer_state = Path(model_path) / OPTIMIZER_FILE
+        # under DeepSpeed the Trainer builds a new engine at every train(): it resumes from this checkpoint
+        self._deepspeed_state = Path(model_path) / DEEPSPEED_DIR
         self._trainer = None
         self._score: ScoreFn | None = None
         self._records: list[PromptRecord] = []
@@ -189,8 +203,9 @@ class Generator:
             max_steps=g.steps_per_round,
             activation_checkpointing=g.gradient_checkpointing,
             use_vllm=g.use_vllm,
-            vllm_mode=g.vllm_mode.value,
+            vllm_mode="colocate",
             vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+            vllm_enable_sleep_mode=g.vllm_sleep_mode,
             deepspeed=config_file(g.deepspeed) if g.deepspeed else None,
             bf16=self.dtype == torch.bfloat16,
             fp16=self.dtype == torch.float16,
@@ -201,10 +216,18 @@ class Generator:
             report_to=[],
             disable_tqdm=not self.progress,
             seed=self.seed,
-            # TRL loads the KL reference itself, from the base model: same code and revision
+            # TRL loads the KL reference itself, from the base model: same code and revision, and (it only
+            # infers) in the compute precision, not the policy's fp32 (TRL warns these kwargs do not apply
+            # to the policy, which is already built)
             trust_remote_code=self.cfg.model.trust_remote_code,
-            model_init_kwargs={"revision": self.revision} if self.revision else None,
+            model_init_kwargs=self._reference_kwargs(),
         )
+
+    def _reference_kwargs(self) -> dict[str, Any] | None:
+        kwargs: dict[str, Any] = {"dtype": self.dtype} if self.cfg.grpo.beta > 0 else {}
+        if self.revision:
+            kwargs["revision"] = self.revision
+        return kwargs or None
 
     def _build_trainer(self, dataset):
         from trl import GRPOTrainer
@@ -223,19 +246,33 @@ class Generator:
 
         args = self.grpo_args()
         one_device_per_process(args)
+        callbacks = [_ResumeEngine(self)] if deepspeed else None
         trainer = _GRPOTrainer(
             model=self.model,
             reward_funcs=[self._reward],
             args=args,
             train_dataset=dataset,
             processing_class=self.tokenizer,
+            callbacks=callbacks,
         )
         quiet_trainer(trainer)
         return trainer
 
+    @property
+    def _deepspeed(self) -> bool:
+        return bool(self.cfg.grpo.deepspeed)
+
+    @property
+    def _sharded(self) -> bool:
+        """ZeRO-3: each rank holds a shard of every weight (after the first train())."""
+        return self._trainer is not None and zero3(self._trainer)
+
     def _restore_optimizer(self) -> None:
         """The optimizer state saved beside the weights (`save`), into the trainer; none saved
-        (a checkpoint from before the first update) starts the optimizer afresh."""
+        (a checkpoint from before the first update) starts the optimizer afresh. Under DeepSpeed the
+        engine restores its own checkpoint when train() builds it (see play)."""
+        if self._deepspeed:
+            return
         if self._optimizer_state.is_file():
             if self._trainer.optimizer is None:
                 self._trainer.create_optimizer()
@@ -255,6 +292,11 @@ class Generator:
         dataset = Dataset.from_list(rows)
         self._score, self._records, self._score_seconds = score, [], 0.0
         start = time.perf_counter()
+        if self._trainer is not None and self._deepspeed:
+            # transformers' Trainer cannot train() twice under DeepSpeed (its second call leaves the model
+            # unprepared): a new trainer each round, whose engine loads the last one's checkpoint (_ResumeEngine)
+            self._trainer.model_wrapped.destroy()
+            self._trainer = None
         if self._trainer is None:  # Trainer.__init__ reseeds torch: build it before seeding the round
             self._trainer = self._build_trainer(dataset)
             self._restore_optimizer()  # a generator restored from a checkpoint continues its optimizer
@@ -265,7 +307,9 @@ class Generator:
         trainer.train_dataset = dataset
         reset_grpo_rollout(trainer)  # each round starts with a fresh rollout
         skipped = trainer.skipped_steps
-        trainer.train()
+        trainer.train()  # under DeepSpeed, a new engine that first loads self._deepspeed_state (_ResumeEngine)
+        if self._deepspeed:  # the next round's engine continues from this one's weights and optimizer state
+            self._save_engine()
         self._score = None
         stats = _round_stats(trainer.state.log_history)
         stats["skipped_updates"] = float(trainer.skipped_steps - skipped)
@@ -300,28 +344,69 @@ class Generator:
 
     @torch.no_grad()
     def checksum(self) -> float:
-        """A cheap fingerprint of the policy's weights: data-parallel ranks must agree exactly."""
-        return float(sum(p.detach().double().sum().item() for p in self.model.parameters()))
+        """A cheap fingerprint of the policy's full weights (gathered under ZeRO-3: every rank calls
+        it): data-parallel ranks must agree exactly."""
+        with gathered(self.model, self._sharded):
+            return float(sum(p.detach().double().sum().item() for p in self.model.parameters()))
 
     # ------------------------------------------------------------------ persistence
     def load(self, path: str | os.PathLike) -> None:
-        """Back to a checkpoint written by `save` (weights and optimizer state), in place."""
+        """Back to a checkpoint written by `save` (weights and optimizer state), in place. Under
+        DeepSpeed the next train() restores both from the checkpoint's DeepSpeed folder."""
         from transformers import AutoModelForCausalLM
 
-        saved = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-        self.model.load_state_dict(saved.state_dict())
         self._optimizer_state = Path(path) / OPTIMIZER_FILE
+        self._deepspeed_state = Path(path) / DEEPSPEED_DIR
+        if not self._sharded:
+            saved = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+            self.model.load_state_dict(saved.state_dict())
         if self._trainer is not None:
             self._restore_optimizer()
 
     def save(self, path: str | os.PathLike) -> None:
-        if not self.is_main_process:  # data-parallel ranks hold the same weights: rank 0 writes
-            return
+        """Weights (full, gathered under ZeRO-3), tokenizer and optimizer state; under DeepSpeed also
+        its own checkpoint, which every rank writes its shard of. Every rank calls it; rank 0 writes
+        the rest."""
         path = Path(path)
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-        if self._trainer is not None and self._trainer.optimizer is not None:
-            torch.save(self._trainer.optimizer.state_dict(), path / OPTIMIZER_FILE)
+        state = full_state_dict(self.model, sharded=True) if self._sharded else None
+        if self.is_main_process:
+            self.model.save_pretrained(path, state_dict=state)
+            self.tokenizer.save_pretrained(path)
+            if self._deepspeed:
+                if (self._deepspeed_state / "latest").is_file():  # the engine's state after the last round
+                    shutil.copytree(self._deepspeed_state, path / DEEPSPEED_DIR, copy_function=link_or_copy)
+            elif self._trainer is not None and self._trainer.optimizer is not None:
+                torch.save(self._trainer.optimizer.state_dict(), path / OPTIMIZER_FILE)
+        barrier()  # the checkpoint is whole for every rank once save() returns
+
+    def _save_engine(self) -> None:
+        """DeepSpeed's checkpoint of this round (every rank writes its shard) into the work folder, where the
+        next round's engine and `save` find it. The old folder is removed first, never written over: round
+        checkpoints hold hard links to its files."""
+        folder = self.work_dir / DEEPSPEED_DIR
+        if self.is_main_process:
+            shutil.rmtree(folder, ignore_errors=True)
+        barrier()
+        self._trainer.model_wrapped.save_checkpoint(str(folder), tag=DEEPSPEED_TAG)
+        barrier()
+        self._deepspeed_state = folder
+
+
+class _ResumeEngine(TrainerCallback):
+    """Under DeepSpeed the Trainer builds a new engine at every train(): before the round's first step it
+    loads the generator's last DeepSpeed checkpoint (the previous round's, or a round checkpoint it was
+    restored from), so weights and optimizer state carry over as they do without DeepSpeed."""
+
+    def __init__(self, generator: Generator):
+        self.generator = generator
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        folder = self.generator._deepspeed_state
+        if (folder / "latest").is_file():
+            engine = self.generator._trainer.model_wrapped
+            loaded, _ = engine.load_checkpoint(str(folder), load_optimizer_states=True, load_lr_scheduler_states=False)
+            if loaded is None:
+                raise RuntimeError(f"generator: DeepSpeed could not load its checkpoint from {folder}")
 
 
 def _round_stats(log_history: list[dict[str, Any]]) -> dict[str, float]:

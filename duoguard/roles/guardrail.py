@@ -26,11 +26,18 @@ import torch
 from transformers import Trainer
 
 from duoguard.config import GuardrailTrainConfig, Precision, config_file
-from duoguard.distributed import join_group, launched, world_size
+from duoguard.distributed import is_main, join_group, launched, world_size
 from duoguard.errors import UserError
 from duoguard.losses import MULTILABEL_LOSSES
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
-from duoguard.training import SkipNonFinite, one_device_per_process, quiet_trainer, trained_model
+from duoguard.training import (
+    FEW_STEPS,
+    SkipNonFinite,
+    one_device_per_process,
+    optimizer_steps,
+    quiet_trainer,
+    trained_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ class Guardrail:
         # set by from_base (or by whoever loads a checkpoint of it): lets restart() retrain from scratch
         self.base_path: str | None = None
         self.base_options: dict[str, Any] = {}  # trust_remote_code, revision of the base model
+        self._warned_steps = False  # the few-optimizer-steps warning, once per guardrail
         self.model.eval()
 
     # ------------------------------------------------------------------ construction
@@ -148,12 +156,20 @@ class Guardrail:
         return guard
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
+        """A transformers checkpoint with duoguard's settings in its config; in a process group every rank
+        holds the same full weights and rank 0 alone writes them."""
         cfg = self.model.config
         cfg.duoguard_threshold = self.threshold
         cfg.duoguard_max_length = self.max_length
         cfg.duoguard_response_template = self.response_template
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
+        if is_main():
+            self.model.save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
+
+    @torch.no_grad()
+    def checksum(self) -> float:
+        """A cheap fingerprint of the weights: data-parallel ranks must agree exactly."""
+        return float(sum(p.detach().double().sum().item() for p in self.model.parameters()))
 
     # ------------------------------------------------------------------ inference
     def format(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None) -> list[str]:
@@ -324,6 +340,17 @@ class Guardrail:
         per_device = c.per_device_batch_size
         grad_accum = max(1, math.ceil(c.global_batch_size / (per_device * world)))
         dtype = pick_dtype(precision, device.type)
+        steps = optimizer_steps(len(texts), per_device * world * grad_accum, c.epochs, c.max_steps)
+        if steps < FEW_STEPS and not self._warned_steps:
+            self._warned_steps = True
+            log.warning(
+                "guardrail: %d examples at guardrail.train.global_batch_size=%d make %d optimizer steps (fewer than "
+                "~%d rarely train a classifier): lower the global batch or raise the epochs",
+                len(texts),
+                per_device * world * grad_accum,
+                steps,
+                FEW_STEPS,
+            )
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
         dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "labels": labels.tolist()})
         args = TrainingArguments(

@@ -18,6 +18,7 @@ from typing import Any
 
 from duoguard.config import Precision, SafeDPOConfig
 from duoguard.data.readers import DataError
+from duoguard.errors import UserError
 from duoguard.safedpo.transform import safedpo_transform
 
 log = logging.getLogger(__name__)
@@ -128,12 +129,11 @@ def dpo_args(cfg: SafeDPOConfig, *, output_dir: str | os.PathLike, device: str, 
     from trl import DPOConfig
 
     from duoguard.config import config_file
+    from duoguard.distributed import world_size
     from duoguard.models import pick_dtype
 
     dtype = pick_dtype(precision, device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world != cfg.num_gpus:  # the memory plan sharded the states over safedpo.num_gpus ranks
-        log.warning("SafeDPO runs on %d rank(s) but safedpo.num_gpus=%d was planned for", world, cfg.num_gpus)
+    world = world_size()
     per_device = cfg.per_device_batch_size
     return DPOConfig(
         output_dir=str(output_dir),
@@ -161,6 +161,22 @@ def dpo_args(cfg: SafeDPOConfig, *, output_dir: str | os.PathLike, device: str, 
     )
 
 
+def shared_dataset(rows: list[dict[str, Any]], folder: Path):
+    """The rows as a dataset every rank reads from one folder. TRL caches the precomputed reference
+    log-probs beside the dataset's files and every rank reads rank 0's cache: an in-memory dataset
+    would put that cache in a temp folder of rank 0's own."""
+    from datasets import Dataset, load_from_disk
+
+    from duoguard.distributed import barrier, is_main, world_size
+
+    if world_size() == 1:
+        return Dataset.from_list(rows)
+    if is_main():
+        Dataset.from_list(rows).save_to_disk(str(folder))
+    barrier()
+    return load_from_disk(str(folder))
+
+
 def train_safedpo(
     pairs: Sequence[Mapping[str, Any]],
     target,
@@ -173,9 +189,15 @@ def train_safedpo(
     """SafeDPO on `pairs` (through T(D) first); trains `target.model` in place, returns stats."""
     import time
 
-    from datasets import Dataset
+    from duoguard.distributed import join_group, launched
+    from duoguard.training import one_device_per_process, quiet_trainer, trained_model
 
-    from duoguard.training import one_device_per_process, quiet_trainer
+    if cfg.deepspeed and not launched():
+        raise UserError(
+            f"safedpo.deepspeed={cfg.deepspeed}: DeepSpeed trains in a process group; the SafeDPO stage launches one "
+            "(safedpo.num_workers ranks)"
+        )
+    join_group(target.device, deepspeed=bool(cfg.deepspeed))
 
     transformed, counts = safedpo_transform(pairs)
     if not transformed:
@@ -192,14 +214,13 @@ def train_safedpo(
         from peft import LoraConfig
 
         peft_config = LoraConfig(task_type="CAUSAL_LM", **dataclasses.asdict(cfg.lora))
-    args = dpo_args(
-        cfg, output_dir=Path(work_dir) / ".dpo", device=target.device, precision=precision, progress=progress
-    )
+    out = Path(work_dir) / ".dpo"
+    args = dpo_args(cfg, output_dir=out, device=target.device, precision=precision, progress=progress)
     one_device_per_process(args)
     trainer = _safedpo_trainer_class()(
         model=target.model,
         args=args,
-        train_dataset=Dataset.from_list(trainer_rows(transformed, target)),
+        train_dataset=shared_dataset(trainer_rows(transformed, target), out / "rows"),
         processing_class=target.tokenizer,
         peft_config=peft_config,
         delta=cfg.delta,
@@ -207,7 +228,7 @@ def train_safedpo(
     quiet_trainer(trainer)
     start = time.perf_counter()
     result = trainer.train()
-    model = trainer.model
+    model = trained_model(trainer)  # full weights on every rank, also under ZeRO-3
     if peft_config is not None:
         model = model.merge_and_unload()
     target.model = model.to(compute_dtype).eval()  # answers (and is saved) in the configured precision

@@ -21,6 +21,7 @@ from duoguard.atomic import atomic_dir
 from duoguard.config import Config, ConfigError, OnBadRow, Responder, to_container
 from duoguard.data.pool import Pool
 from duoguard.data.record import PromptRecord, write_prompts
+from duoguard.distributed import run_ranks
 from duoguard.errors import UserError
 from duoguard.factory import model_path, set_up_torch
 from duoguard.manifest import StageManifest, read_manifest, write_manifest
@@ -95,11 +96,38 @@ def _stage_inputs(cfg: Config) -> tuple[Path | None, Path | None]:
 
 
 # ---------------------------------------------------------------- the stage
+def train_target(cfg: Config, pairs: list[dict[str, Any]], base: str, out: str) -> dict[str, Any]:
+    """One rank's part of the stage: every rank trains the target (data parallel, sharded under ZeRO),
+    rank 0 saves it to <out>/target."""
+    from duoguard.distributed import is_main
+    from duoguard.roles.target import Target
+    from duoguard.safedpo.trainer import train_safedpo
+
+    set_up_torch(cfg)
+    target = Target(base, cfg.target, device=cfg.runtime.device)
+    stats = train_safedpo(
+        pairs, target, cfg.safedpo, work_dir=out, precision=cfg.target.model.precision, progress=cfg.progress
+    )
+    if is_main():
+        atomic_dir(Path(out) / "target", target.save, replace=True)
+    return stats
+
+
+def release_memory() -> None:
+    """Give back what models built in this process held, before ranks load their own."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
     from duoguard.roles.guardrail import Guardrail
     from duoguard.roles.target import Target
     from duoguard.safedpo.pairs import build_pairs, read_pku_saferlhf, save_pairs
-    from duoguard.safedpo.trainer import train_safedpo
 
     out = Path(cfg.output_dir)
     s, p = cfg.safedpo, cfg.safedpo.pairs
@@ -130,6 +158,7 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
         base = model_path(cfg.target.model, cfg.cache_dir)
         target = Target(base, cfg.target, device=device)
         pairs, pair_stats = [], {"prompts": 0}
+        guardrail = responder = None
         if train_prompts:  # only preference files: no answers to label
             guardrail = Guardrail.from_pretrained(guard_path, device=device)
             responder = None
@@ -152,10 +181,18 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
                 "every prompt safely: try more samples_per_prompt, recipe=all, or preference files"
             )
         save_pairs(pairs, out / "pairs")
-        stats = train_safedpo(
-            pairs, target, s, work_dir=out, precision=cfg.target.model.precision, progress=cfg.progress
+        target = guardrail = responder = None  # the training ranks load the target afresh: free its memory
+        release_memory()
+        stats = run_ranks(
+            train_target,
+            cfg,
+            pairs,
+            base,
+            str(out),
+            ranks=s.num_workers,
+            deepspeed=bool(s.deepspeed),
+            name="SafeDPO training",
         )
-        atomic_dir(out / "target", target.save, replace=True)
         result = {
             "target_base": base,
             "target": str(out / "target"),
