@@ -132,7 +132,8 @@ def play_round(
     check_ranks_agree(roles.generator, "generator", cfg.generator.num_workers)
     lap("rollout")
     records = rollout.records
-    accepted = accept(records, pool.texts(), {normalise(s.text) for s in seeds}, r)
+    # new: not a seed of either side (a rewrite that lands on a held-out seed would leak it into training)
+    accepted = accept(records, pool.texts(), {normalise(s.text) for s in (*seeds, *heldout)}, r)
     pool.write_round(r, accepted)
     lap("pool")
     before = decision_accuracy(np.array([a.guardrail_score for a in accepted]), accepted, threshold)

@@ -55,6 +55,7 @@ class Condition:
     category: str
     language: str
     attack_style: str
+    family: str = ""  # the seed's family: what it writes belongs to it (held-out splits keep it on one side)
 
     def as_columns(self) -> dict:
         return asdict(self)
@@ -138,7 +139,7 @@ class ConditionSampler:
             else:
                 pool = self._safe_by_topic.get(category) or self._safe_any
             seed = pool[rng.randrange(len(pool))]
-            out.append(Condition(seed.id, seed.text, unsafe, category, language, style))
+            out.append(Condition(seed.id, seed.text, unsafe, category, language, style, seed.family or seed.id))
         return out
 
 

@@ -57,6 +57,7 @@ class Referee:
                 attack_style=cond["attack_style"],
                 unsafe=c.intended_unsafe,
                 seed_id=cond["seed_id"],
+                family=cond.get("family") or cond["seed_id"],
                 round=self.round_index,
                 guardrail_score=float(scores[i]),
                 fooled=bool(was_fooled[i]),

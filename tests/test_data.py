@@ -249,3 +249,25 @@ def test_jsonl_line_may_hold_unicode_line_separators(tmp_path, ctx):
     )
     with pytest.raises(DataError, match=r"bad\.jsonl:2: invalid JSON"):
         read_samples(tmp_path / "bad.jsonl", ctx)
+
+
+def test_heldout_split_keeps_each_seed_family_on_one_side(taxonomy):
+    """The shipped seeds are 80 requests, each in 5 languages: a held-out seed's translations are held out too."""
+    from collections import defaultdict
+
+    seeds = load_seeds("builtin", taxonomy, LANGS, ATTACK_STYLES)
+    families = defaultdict(set)
+    for s in seeds:
+        families[s.family].add(s.language)
+    assert len(families) == len(seeds) // len(LANGS) and all(langs == set(LANGS) for langs in families.values())
+    train, held = split_heldout(seeds, 0.2, seed=3)
+    assert not {s.family for s in train} & {s.family for s in held}
+    assert {s.unsafe for s in held} == {True, False}  # stratified by label over families
+    assert len({s.family for s in held}) == pytest.approx(0.2 * len(families), abs=2)
+
+
+def test_rows_without_a_family_are_their_own(taxonomy):
+    ctx = SchemaContext(taxonomy=taxonomy, languages=["en"], attack_styles=["direct"])
+    rows = [{"text": f"t{i}", "language": "en", "unsafe": False, "id": f"r{i}"} for i in range(3)]
+    rows[2]["family"] = "f"
+    assert [make_sample(r, ctx).family for r in rows] == ["r0", "r1", "f"]

@@ -292,3 +292,18 @@ def test_bad_prompt_file_row_fails_with_file_line_and_key_before_models_load(tmp
     assert e.value.path == str(jsonl) and e.value.line == 8
     with pytest.raises(ConfigError, match=r"safedpo\.guardrail_path .*safedpo\.prompt_files"):
         run_safedpo_stage(safedpo_cfg(tmp_path, cache_dir, files))
+
+
+def test_held_out_attacks_are_split_by_seed_family():
+    """Rewrites of one seed (and of its translations) share its family: all of them land on one side, so no
+    held-out attack is a paraphrase of a prompt the target trained on."""
+    from dataclasses import replace
+
+    from duoguard.stages.safedpo import split_prompts
+
+    base = pool_records(1, 1)[0]
+    prompts = [replace(base, id=f"r0001-{i:05d}", text=f"rewrite {i}", family=f"seed-{i % 10:04d}") for i in range(200)]
+    train, held = split_prompts(prompts, 0.3)
+    assert held and train
+    assert not {p.family for p in train} & {p.family for p in held}
+    assert len(held) % 20 == 0  # whole families of 20 rewrites each

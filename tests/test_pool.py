@@ -129,6 +129,7 @@ def test_every_field_survives_the_pool_round_trip(tmp_path):
         attack_style="story",
         unsafe=True,
         seed_id="aegis-42",
+        family="seed-0042",
         round=3,
         step=5,
         guardrail_score=0.125,
@@ -159,6 +160,7 @@ def test_every_field_survives_the_pool_round_trip(tmp_path):
                 "seed_id": "aegis-42",
                 "guardrail_score": 0.125,
             },
+            family="seed-0042",  # a rewrite belongs to its seed's family
         )
     ]
 

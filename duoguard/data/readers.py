@@ -25,7 +25,18 @@ from duoguard.taxonomy import Taxonomy
 log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv", "parquet")
-SCHEMA_FIELDS = ("id", "text", "response", "language", "categories", "unsafe", "attack_style", "source", "provenance")
+SCHEMA_FIELDS = (
+    "id",
+    "family",
+    "text",
+    "response",
+    "language",
+    "categories",
+    "unsafe",
+    "attack_style",
+    "source",
+    "provenance",
+)
 
 
 class DataError(UserError):

@@ -49,6 +49,7 @@ class PromptRecord:
     attack_style: str | None  # the condition's attack style (data.attack_styles); an attack set's name
     unsafe: bool  # the intended label: the condition asked for an unsafe prompt
     seed_id: str | None = None  # id of the seed sample that was rewritten
+    family: str | None = None  # the seed's family (its translations and rewrites); None: the prompt is its own
     round: int | None = None  # the game round (1-based) that generated it
     step: int | None = None  # the GRPO step within the round (TRL's global step); orders data-parallel ranks
     guardrail_score: float | None = None  # P(unsafe) from the round's frozen guardrail, in [0, 1]
@@ -87,6 +88,7 @@ class PromptRecord:
             category=sample.categories[0] if sample.categories else topic,
             attack_style=sample.attack_style,
             unsafe=sample.unsafe,
+            family=sample.family or sample.id,
             source=sample.source,
             provenance=dict(sample.provenance),
         )
@@ -110,6 +112,7 @@ class PromptRecord:
             source=self.source,
             id=self.id,
             provenance=provenance,
+            family=self.family or self.id,
         )
 
 

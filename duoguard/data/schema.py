@@ -32,6 +32,9 @@ class Sample:
     source: str = ""
     id: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    # rows that are versions of one request (its translations, rewrites) share a family; splits keep a family
+    # on one side. A row without one is its own family (its id)
+    family: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,16 +172,22 @@ def make_sample(row: Mapping[str, Any], ctx: SchemaContext, row_id: str = "") ->
         source=str(row.get("source") or ctx.source),
         id=str(row.get("id") or row_id),
         provenance=dict(provenance),
+        family=str(row.get("family") or row.get("id") or row_id),
     )
 
 
 def split_heldout(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Train/held-out split stratified by (language, unsafe), reproducible for a seed."""
+    """Train/held-out split by family (a request and its translations or rewrites stay on one side),
+    stratified by the family's (languages, unsafe), reproducible for a seed. Rows without a family are their
+    own, which makes this the plain (language, unsafe)-stratified split."""
     if fraction <= 0:
         return list(samples), []
-    strata: dict[tuple[str, bool], list[Sample]] = defaultdict(list)
+    families: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
-        strata[(s.language, s.unsafe)].append(s)
+        families[s.family or s.id].append(s)
+    strata: dict[tuple[tuple[str, ...], bool], list[list[Sample]]] = defaultdict(list)
+    for members in families.values():
+        strata[(tuple(sorted({m.language for m in members})), members[0].unsafe)].append(members)
     rng = random.Random(seed)
     train: list[Sample] = []
     heldout: list[Sample] = []
@@ -188,6 +197,6 @@ def split_heldout(samples: Sequence[Sample], fraction: float, seed: int) -> tupl
         n_held = round(len(group) * fraction)
         if len(group) > 1:
             n_held = min(max(n_held, 1), len(group) - 1)
-        heldout.extend(group[:n_held])
-        train.extend(group[n_held:])
+        heldout.extend(s for members in group[:n_held] for s in members)
+        train.extend(s for members in group[n_held:] for s in members)
     return train, heldout

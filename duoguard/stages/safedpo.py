@@ -37,10 +37,11 @@ HELDOUT_ATTACKS = "attacks_heldout.jsonl"
 def split_prompts(
     prompts: list[PromptRecord], heldout_fraction: float
 ) -> tuple[list[PromptRecord], list[PromptRecord]]:
-    """Prompts split by a hash of their id (stable across runs and machines)."""
+    """Prompts split by a hash of their family (stable across runs and machines): the game's rewrites of one
+    seed, and its translations, land on one side, so held-out attacks are never paraphrases of trained ones."""
     train, heldout = [], []
     for prompt in prompts:
-        bucket = int(hashlib.sha256(prompt.id.encode()).hexdigest(), 16) % 10_000
+        bucket = int(hashlib.sha256((prompt.family or prompt.id).encode()).hexdigest(), 16) % 10_000
         (heldout if bucket < heldout_fraction * 10_000 else train).append(prompt)
     return train, heldout
 
