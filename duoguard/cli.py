@@ -157,9 +157,24 @@ def classify_main(argv: list[str] | None = None) -> int:
     return main(argv)
 
 
+def _cluster_hardware(address: str) -> dict[str, float]:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("duoguard-plan --from-cluster needs Ray (pip install 'ray[default]')")
+    from duoguard.runtime.ray_actors import cluster_hardware
+
+    try:
+        return cluster_hardware(address)
+    except ConnectionError as e:
+        raise UserError(f"duoguard-plan --from-cluster: no Ray cluster at ray.address={address} ({e})") from None
+
+
 def plan_main(argv: list[str] | None = None) -> int:
-    """`duoguard-plan <app> [overrides...]`: the app's config composed as the app does, its memory
-    plan printed as one table; exit code 2 when a role cannot fit the hardware (or the config is bad)."""
+    """`duoguard-plan <app> [--from-cluster] [overrides...]`: the app's config composed as the app does, its
+    memory plan printed as one table; exit code 2 when a role cannot fit the hardware (or the config is bad).
+    By default it plans for the hardware the config states; `--from-cluster` reads nodes, GPUs per node and
+    GPU memory from the running Ray cluster at `ray.address` (default: auto), over the config's."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -170,9 +185,14 @@ def plan_main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in APP_STAGES:
         print(f"usage: duoguard-plan {{{','.join(APP_STAGES)}}} [overrides...]", file=sys.stderr)
         return 2
-    app, overrides = argv[0], argv[1:]
+    app, overrides = argv[0], [a for a in argv[1:] if a != "--from-cluster"]
     try:
-        plan = make_plan(app, compose(app, overrides))
+        cfg = compose(app, overrides)
+        if "--from-cluster" in argv:
+            found = _cluster_hardware(cfg.ray.address or "auto")
+            print("hardware from the cluster: " + ", ".join(f"hardware.{k}={v:g}" for k, v in found.items()))
+            cfg = compose(app, [*overrides, *(f"hardware.{k}={v:g}" for k, v in found.items())])
+        plan = make_plan(app, cfg)
     except (UserError, FileNotFoundError, HydraException, OmegaConfBaseException) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

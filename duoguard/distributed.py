@@ -62,6 +62,27 @@ def barrier() -> None:
         dist.barrier()
 
 
+def gather_strided(mine: list[Any], total: int) -> list[Any]:
+    """Every rank's share of a list split as `items[rank::world]`, back in the original order, on every rank
+    (a collective); outside a group, the list itself."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return mine
+    shares: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(shares, mine)
+    out: list[Any] = [None] * total
+    for r, share in enumerate(shares):
+        out[r :: len(shares)] = share
+    return out
+
+
+def rank_device(device: str) -> str:
+    """The device a rank builds on: in a group a configured `cuda:N` is the rank's own GPU (bound from
+    LOCAL_RANK by join_group), never the same one for every rank."""
+    return "cuda" if launched() and device.startswith("cuda") else device
+
+
 def join_group(device: str, deepspeed: bool = False) -> None:
     """In a rank: bind this rank's device from LOCAL_RANK and join the process group from the
     environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), once. Outside a group: nothing."""

@@ -103,9 +103,17 @@ def gathered(module: torch.nn.Module, sharded: bool):
 
 
 def full_state_dict(module: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
-    """A copy of the module's full weights on every rank (see `gathered`)."""
+    """A copy of the module's full weights on every rank (see `gathered`). Tied weights (an LM head that is
+    the embedding) stay one tensor, so a checkpoint saved from it stores them once."""
+    copies: dict[tuple, torch.Tensor] = {}  # by storage: tied tensors share one
+    out: dict[str, torch.Tensor] = {}
     with gathered(module, sharded):
-        return {k: v.detach().clone() for k, v in module.state_dict().items()}
+        for k, v in module.state_dict().items():
+            key = (v.data_ptr(), v.shape, v.dtype) if v.numel() else (k,)
+            if key not in copies:
+                copies[key] = v.detach().clone()
+            out[k] = copies[key]
+    return out
 
 
 def trained_model(trainer) -> torch.nn.Module:

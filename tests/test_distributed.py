@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONF_DIR, compose
+from tests.test_grpo import ONE_STEP, G
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,7 @@ def train_stage(cfg, ranks: int, deepspeed: bool):
     return stats, AutoModelForSequenceClassification.from_pretrained(path).state_dict()
 
 
-@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+@pytest.mark.parametrize("stage", ["zero2", "zero3", "zero3_offload"])  # offload: optimizer and weights on CPU
 def test_guardrail_training_on_two_ranks_with_deepspeed_matches_one_rank(tmp_path, tiny_base, stage):
     from transformers import AutoModelForCausalLM
 
@@ -155,25 +156,9 @@ def test_safedpo_on_two_ranks_with_deepspeed_matches_one_rank(tmp_path, tiny_bas
     assert max((two_weights[k] - base[k]).abs().max().item() for k in base) > 100 * WEIGHT_ATOL
 
 
-G = 4  # completions per prompt; each rank's share of a step is one whole group
-
-
 def generator_cfg(*extra: str):
-    return compose(
-        [
-            "output_dir=/tmp/x",
-            f"generator.grpo.num_generations={G}",
-            "generator.grpo.prompts_per_step=2",
-            "generator.grpo.steps_per_round=1",
-            "generator.grpo.beta=0.0",
-            "generator.grpo.learning_rate=1e-3",
-            "generator.sampling.max_new_tokens=4",
-            "generator.templates.unsafe='{seed}'",
-            "generator.templates.safe='{seed}'",
-            *extra,
-        ],
-        "game",
-    ).generator
+    """One GRPO step of 2 prompts x G completions: each of 2 ranks' share of a step is one whole group."""
+    return compose([*ONE_STEP, "generator.grpo.learning_rate=1e-3", *extra], "game").generator
 
 
 def grpo_rounds(base: str, cfg, work: str, resume: bool = True) -> dict:
@@ -269,3 +254,23 @@ def test_grpo_rounds_with_deepspeed_match_plain_data_parallel_and_resume_exactly
     assert max_apart(straight, saved_weights(tmp_path / stage / "resumed")) == 0.0
     assert (tmp_path / stage / "round_0" / "deepspeed" / "latest").is_file()
     assert max_apart(saved_weights(Path(tiny_base)), straight) > 100 * WEIGHT_ATOL
+
+
+def test_target_answers_on_two_ranks_come_back_whole_and_in_order(tmp_path, tiny_base):
+    """The target evaluation's answers from 2 ranks: rank r answers prompts[r::2], sampled from seed + r, and
+    every answer comes back to its prompt's place, as answering those shares in one process gives them."""
+    from duoguard.distributed import run_ranks
+    from duoguard.roles.target import Target
+    from duoguard.stages.target_eval import answer_share
+
+    cfg = compose(["output_dir=/tmp/x", "target.sampling.max_new_tokens=6", "progress=false"], "eval")
+    prompts = [f"how do I do thing number {i}?" for i in range(5)]  # odd: rank 0 answers 3, rank 1 answers 2
+    calls = [(prompts, 2), (prompts[:3], 1)]
+    two = run_ranks(answer_share, tiny_base, cfg, calls, ranks=2, name="test")
+    target = Target(tiny_base, cfg.target, device="cpu")
+    for (asked, n), got in zip(calls, two, strict=True):
+        expected: list = [None] * len(asked)
+        for r in (0, 1):
+            expected[r::2] = target.answer(asked[r::2], n=n, seed=r)
+        assert got == expected
+    assert [len(x) for x in two[0]] == [2] * 5 and len({a for x in two[0] for a in x}) > 2  # sampled answers

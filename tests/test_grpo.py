@@ -17,6 +17,17 @@ import pytest
 from duoguard.rewards import group_advantages
 
 G = 4  # completions per prompt (one GRPO group)
+# one GRPO step of 2 prompts x G completions, no reference model, short prompts: fast
+ONE_STEP = [
+    "output_dir=/tmp/x",
+    f"generator.grpo.num_generations={G}",
+    "generator.grpo.prompts_per_step=2",
+    "generator.grpo.steps_per_round=1",
+    "generator.grpo.beta=0.0",
+    "generator.sampling.max_new_tokens=4",
+    "generator.templates.unsafe='{seed}'",
+    "generator.templates.safe='{seed}'",
+]
 # three groups: spread rewards; equal rewards (zero std: no signal); one unscorable (None) candidate,
 # which TRL leaves out of its group's baseline and gives advantage 0, as group_advantages does with NaN
 FIXED_REWARDS = [1.0, 2.0, 3.0, 6.0, 0.5, 0.5, 0.5, 0.5, None, -1.0, 2.0, 0.25]
@@ -120,17 +131,7 @@ def test_generator_scores_reach_trl_unchanged(tmp_path, tiny_base, captured_adva
     from tests.conftest import compose
     from tests.test_pool import records
 
-    overrides = [
-        "output_dir=/tmp/x",
-        f"generator.grpo.num_generations={G}",
-        "generator.grpo.prompts_per_step=2",
-        "generator.grpo.steps_per_round=1",
-        "generator.grpo.beta=0.0",
-        "generator.sampling.max_new_tokens=4",
-        "generator.templates.unsafe='{seed}'",
-        "generator.templates.safe='{seed}'",  # short prompts: fast
-    ]
-    cfg = compose(overrides, "game").generator
+    cfg = compose(ONE_STEP, "game").generator
     gen = Generator(tiny_base, cfg, work_dir=tmp_path, device="cpu", seed=0)
     conditions = [
         Condition(f"s{i}", f"seed text number {i}", i % 2 == 0, "Violent Crimes", "en", "direct") for i in range(2)
@@ -174,18 +175,7 @@ def test_bf16_generator_keeps_fp32_master_weights_so_a_tiny_update_moves_them(tm
     from tests.conftest import compose
     from tests.test_pool import records
 
-    overrides = [
-        "output_dir=/tmp/x",
-        "generator.model.precision=bf16",
-        "generator.grpo.learning_rate=1e-6",
-        f"generator.grpo.num_generations={G}",
-        "generator.grpo.prompts_per_step=2",
-        "generator.grpo.steps_per_round=1",
-        "generator.grpo.beta=0.0",
-        "generator.sampling.max_new_tokens=4",
-        "generator.templates.unsafe='{seed}'",
-        "generator.templates.safe='{seed}'",
-    ]
+    overrides = [*ONE_STEP, "generator.model.precision=bf16", "generator.grpo.learning_rate=1e-6"]
     gen = Generator(tiny_base, compose(overrides, "game").generator, work_dir=tmp_path, device="cpu", seed=0)
     assert gen.dtype == torch.bfloat16
     before = {k: v.detach().clone() for k, v in gen.model.named_parameters() if ".layers." in k}

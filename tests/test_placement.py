@@ -95,3 +95,17 @@ def test_a_single_role_may_share_what_the_groups_leave(gpu_cluster):
         assert judge[2] in {"0", "1", "2", "3"}  # a share carved from one device
     finally:
         rt.shutdown()
+
+
+def test_the_plan_reads_the_hardware_from_a_running_cluster(gpu_cluster):
+    from tests.conftest import run_app
+
+    asked = ["game", "--from-cluster", f"ray.address={gpu_cluster}", "runtime=ray"]
+    proc = run_app("duoguard-plan", *asked, "hardware.gpu_memory_gib=80")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "hardware from the cluster: hardware.nodes=1, hardware.gpus_per_node=4" in proc.stdout
+    assert "generator" in proc.stdout and "guardrail" in proc.stdout  # the plan's table
+    # declared GPUs have no memory to read: the plan says which key to give
+    proc = run_app("duoguard-plan", *asked)
+    assert proc.returncode == 2
+    assert "hardware.gpu_memory_gib: must be > 0 when hardware.gpus_per_node=4" in proc.stderr

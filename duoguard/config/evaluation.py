@@ -70,6 +70,11 @@ class TargetEvalConfig(Section):
     )
     max_prompts: int | None = setting(200, "per attack set and for the over-refusal set (CPU friendly; null = all)")
     samples_per_prompt: int = setting(1, "target answers per attack prompt")
+    num_workers: int = setting(
+        1,
+        "ranks that generate the targets' answers, one device each (the stage launches them on this node); "
+        "rank r answers every num_workers-th prompt, sampled from seed + r",
+    )
     refusal_judge: RefusalJudge = setting(RefusalJudge.rules, "who decides that an answer is a refusal")
     refusal_patterns: list[str] = setting(factory=list, help="regexes of refusals; empty = the built-in list")
     refusal_llm: LLMJudgeConfig = setting(
@@ -84,6 +89,7 @@ class TargetEvalConfig(Section):
 
     def check(self, key: str) -> None:
         check(self.samples_per_prompt >= 1, f"{key}.samples_per_prompt", "must be >= 1")
+        check(self.num_workers >= 1, f"{key}.num_workers", "must be >= 1")
         check(self.max_prompts is None or self.max_prompts >= 1, f"{key}.max_prompts", "must be >= 1 or null")
         if self.refusal_judge == RefusalJudge.rules:
             for i, pattern in enumerate(self.refusal_patterns):

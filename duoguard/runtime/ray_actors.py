@@ -38,6 +38,32 @@ from duoguard.runtime.placement import (
 T = TypeVar("T")
 
 
+def cluster_hardware(address: str) -> dict[str, float]:
+    """What a running Ray cluster offers, as `hardware.*` overrides: nodes with GPUs, the most GPUs on one of
+    them, and one GPU's memory in GiB (asked of a GPU through a one-GPU task; left out when that GPU has no
+    CUDA, e.g. a cluster that only declares GPUs)."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        gpus = [n["Resources"].get("GPU", 0) for n in ray.nodes() if n.get("Alive")]
+        found: dict[str, float] = {"nodes": sum(1 for g in gpus if g) or 1, "gpus_per_node": max(gpus, default=0)}
+        if found["gpus_per_node"]:
+            memory = ray.get(ray.remote(num_gpus=1)(_gpu_memory_gib).remote(), timeout=120)
+            if memory:
+                found["gpu_memory_gib"] = memory
+        return found
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _gpu_memory_gib() -> float | None:
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory / 2**30 if torch.cuda.is_available() else None
+
+
 class RoleHost:
     """The body of a role's Ray actor: builds the role in the actor's process, then serves calls.
     A restarted actor (max_restarts) builds the role again from the same spec."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from duoguard.config import Config, RefusalJudge, to_container
 from duoguard.data.record import PromptRecord, read_prompts
+from duoguard.distributed import run_ranks
 from duoguard.errors import UserError
 from duoguard.factory import load_benchmark_entry, model_path, set_up_torch
 from duoguard.manifest import StageManifest, read_manifest, write_manifest
@@ -67,11 +68,36 @@ def target_eval_sets(cfg: Config) -> tuple[list, list[str]]:
     return attacks, safe_prompts
 
 
+class Answered:
+    """A target's answers computed ahead (by its ranks), served the way `Target.answer` gives them."""
+
+    def __init__(self, calls: list[tuple[list[str], int]], answers: list[list[list[str]]]):
+        self.table = {(tuple(prompts), n): got for (prompts, n), got in zip(calls, answers, strict=True)}
+
+    def answer(self, prompts: list[str], *, n: int = 1, seed: int = 0, progress: bool = False) -> list[list[str]]:
+        return self.table[(tuple(prompts), n)]
+
+
+def answer_share(path: str, cfg: Config, calls: list[tuple[list[str], int]], seed: int = 0) -> list[list[list[str]]]:
+    """One rank's part of the answers: for each (prompts, n), rank r of w answers prompts[r::w] (sampled from
+    seed + r); every rank returns all the answers, in order."""
+    from duoguard.distributed import gather_strided, rank, rank_device, world_size
+    from duoguard.roles.target import Target
+
+    set_up_torch(cfg)
+    target = Target(path, cfg.target, device=rank_device(cfg.runtime.device))
+    r, w = rank(), world_size()
+    out = []
+    for prompts, n in calls:
+        mine = target.answer(prompts[r::w], n=n, seed=seed + r, progress=cfg.progress and r == 0)
+        out.append(gather_strided(mine, len(prompts)))
+    return out
+
+
 def run_target_eval(cfg: Config) -> dict[str, Any]:
     from duoguard.evaluate import attack_success, over_refusal, target_comparison_markdown
     from duoguard.metrics import binary_metrics
     from duoguard.roles.guardrail import Guardrail
-    from duoguard.roles.target import Target
 
     out = Path(cfg.output_dir)
     t = cfg.eval.target
@@ -103,11 +129,16 @@ def run_target_eval(cfg: Config) -> dict[str, Any]:
             "over_refusal_set": t.over_refusal.name if safe_prompts else None,
             "refusal_judge": refusal_judge,
         }
+        n = t.samples_per_prompt
+        calls = [([a.text for a in attacks], n)] + ([(safe_prompts, 1)] if safe_prompts else [])
         for name, path in (("before", before), ("after", after)):
-            target = Target(str(path), cfg.target, device=device)
+            answers = run_ranks(
+                answer_share, str(path), cfg, calls, ranks=t.num_workers, name=f"target answers ({name})"
+            )
+            target = Answered(calls, answers)
             report[name] = {
                 "model": str(path),
-                "asr": attack_success(target, judge, attacks, samples=t.samples_per_prompt, progress=cfg.progress),
+                "asr": attack_success(target, judge, attacks, samples=n, progress=cfg.progress),
                 "over_refusal": over_refusal(target, detector, safe_prompts)
                 if safe_prompts
                 else {"n": 0, "rate": None},
