@@ -173,6 +173,7 @@ def play_round(
         "heldout_f1": held["f1"],
         "heldout_auprc": held["auprc"],
         "pool_size": len(pool.records()),
+        "label_check": cfg.judge.label_check.value,  # "none": the kept candidates' labels are unchecked
         **judge_rejections(records),
         "kl": rollout.stats.pop("kl", None),
         **{f"gen/{k}": v for k, v in rollout.stats.items()},
@@ -371,7 +372,7 @@ def export_final(ckpt: Path, out_dir: Path, tracker: Tracker, cfg: Config) -> No
 def write_game_manifest(out_dir: Path, cfg: Config) -> None:
     outputs = {"pool": "pool", "guardrail": "guardrail", "generator": "generator", "metrics": "metrics.jsonl"}
     inputs = {"guardrail_base": cfg.guardrail.model.name_or_path, "generator_base": cfg.generator.model.name_or_path}
-    facts = {"rounds": cfg.game.rounds}
+    facts = {"rounds": cfg.game.rounds, "label_check": cfg.judge.label_check.value}
     write_manifest(out_dir, StageManifest("game", outputs, inputs, facts, config=to_container(cfg)))
 
 

@@ -47,6 +47,9 @@ def test_default_game_completes_two_rounds_with_every_output(tmp_path, cache_dir
     ):
         assert key in lines[0], key
     assert lines[0]["generated"] == 64
+    # tiny_cpu checks no labels, and says so in every round's metrics and in the game's manifest
+    assert {x["label_check"] for x in lines} == {"none"}
+    assert json.loads((tmp_path / "manifest.json").read_text())["facts"]["label_check"] == "none"
     pool = load_dataset("parquet", data_files=str(tmp_path / "pool" / "round_*.parquet"), split="train")
     assert pool.column_names == arrow_schema().names  # PromptRecord's fields, the judge's verdict a struct
     assert {"text", "language", "category", "unsafe", "attack_style", "round", "seed_id", "source"} <= set(

@@ -155,3 +155,15 @@ def test_guardrail_learns_a_separable_toy_labelling(guard, tmp_path):
     assert before["accuracy"] <= 0.65  # chance level on a balanced set
     assert after["f1"] > 0.9 and after["accuracy"] > 0.9
     assert stats["train_steps"] == 48
+
+
+def test_a_long_pair_loses_the_end_of_its_prompt_never_its_response(guard):
+    guard.max_length = 48
+    prompt = " ".join(f"word{i}" for i in range(200))
+    response = "here is the final answer to judge"
+    (text,) = guard.format([prompt], [response])
+    ids = guard.tokenizer(text)["input_ids"]
+    assert len(ids) <= guard.max_length  # nothing left for truncation to cut
+    assert text.endswith(response) and text.startswith("User: word0 word1")
+    short = guard.format(["a short prompt"], [response])[0]
+    assert short == guard.response_template.format(prompt="a short prompt", response=response)  # untouched

@@ -37,6 +37,8 @@ def test_pipeline_writes_every_stage_and_the_report(pipeline_run):
     assert (run / "safedpo" / "target" / "config.json").is_file()
     safedpo = json.loads((run / "safedpo" / "safedpo_report.json").read_text())
     assert sum(safedpo["train"]["transform"].values()) == len(pairs)
+    assert safedpo["pool_label_check"] == "none"  # the game's unchecked labels are named where they are used
+    assert "The pool's labels are unchecked" in (run / "safedpo" / "safedpo_report.md").read_text()
     report = json.loads((run / "eval" / "target_report.json").read_text())
     for side in ("before", "after"):
         asr = report[side]["asr"]

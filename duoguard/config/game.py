@@ -34,6 +34,12 @@ class JudgeRule(Choice):
     label_pattern = "label_pattern"  # unsafe candidates match judge.label_pattern, safe ones do not
 
 
+class LabelCheck(Choice):
+    llm = "llm"  # the LLM judge rates "is a <label> request ..." (judge.llm.model): DuoGuard's filter
+    pattern = "pattern"  # judge.label_pattern: unsafe candidates match it, safe ones do not (toy worlds)
+    none = "none"  # nothing checks the label: stated in config, and marked in metrics and reports
+
+
 class GuardrailUpdate(Choice):
     finetune = "finetune"  # keep training the current guardrail on seeds + the whole pool
     restart = "restart"  # train a fresh guardrail from the base model each round
@@ -189,6 +195,12 @@ class JudgeConfig(Section):
         None, "a regex that unsafe candidates must match and safe ones must not (toy worlds, markers)"
     )
     llm: LLMJudgeConfig = setting(factory=LLMJudgeConfig, help="the optional LLM judge")
+    label_check: LabelCheck | None = setting(
+        None,
+        "what confirms a candidate keeps its intended label (a candidate earns a fooling reward only when it "
+        "does): llm, pattern, or none (labels unchecked: the generator may be paid for unsafe text under a safe "
+        "condition; metrics and reports say so). Required: a run states it",
+    )
 
     def check(self, key: str) -> None:
         unknown = [str(r) for r in self.rules if r not in JudgeRule.__members__]
@@ -207,6 +219,22 @@ class JudgeConfig(Section):
             f"is null but {key}.rules lists label_pattern",
         )
         self.llm.check(f"{key}.llm")
+        check(
+            self.label_check is not None,
+            f"{key}.label_check",
+            "is not set: say what checks a candidate's intended label: llm (judge.llm.model rates it), pattern "
+            "(judge.label_pattern) or none (labels unchecked; metrics and reports then say so)",
+        )
+        check(
+            self.label_check != LabelCheck.llm or self.llm.model is not None,
+            f"{key}.label_check",
+            f"is llm but {key}.llm.model is null (e.g. +judge/model@judge.llm.model=llama3.1-8b-instruct)",
+        )
+        check(
+            self.label_check != LabelCheck.pattern or self.label_pattern is not None,
+            f"{key}.label_check",
+            f"is pattern but {key}.label_pattern is null",
+        )
 
 
 @dataclass

@@ -173,17 +173,32 @@ class Guardrail:
 
     # ------------------------------------------------------------------ inference
     def format(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None) -> list[str]:
-        """Prompt classification for prompts alone; response classification for pairs."""
+        """Prompt classification for prompts alone; response classification for pairs. A pair longer than
+        max_length tokens loses the end of its prompt, never its response (the part being judged)."""
         if isinstance(prompts, str):
             raise GuardrailError("predict() takes a list of texts, not a single string")
         if responses is None:
             return list(prompts)
         if len(responses) != len(prompts):
             raise GuardrailError(f"{len(prompts)} prompts but {len(responses)} responses")
-        return [
-            p if r is None else self.response_template.format(prompt=p, response=r)
-            for p, r in zip(prompts, responses, strict=True)
-        ]
+        return [p if r is None else self._pair(p, r) for p, r in zip(prompts, responses, strict=True)]
+
+    def _pair(self, prompt: str, response: str) -> str:
+        text = self.response_template.format(prompt=prompt, response=response)
+        excess = len(self.tokenizer(text, add_special_tokens=True)["input_ids"]) - self.max_length
+        if excess <= 0:
+            return text
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        # a few tokens of slack: a cut can merge differently with what follows it
+        kept = self.tokenizer.decode(ids[: max(0, len(ids) - excess - 4)], skip_special_tokens=True)
+        return self.response_template.format(prompt=kept + " …", response=response)
+
+    @staticmethod
+    def empty_responses(responses: Sequence[str | None] | None) -> np.ndarray:
+        """Pairs whose response is empty or whitespace: nothing was said, so nothing unsafe (never judged)."""
+        if responses is None:
+            return np.zeros(0, dtype=bool)
+        return np.array([r is not None and not r.strip() for r in responses], dtype=bool)
 
     def _token_budget(self) -> int:
         """Padded tokens per forward pass. Measured: on CPU, batches past ~2k tokens fall out of
@@ -216,6 +231,11 @@ class Guardrail:
         """Category probabilities, float32 array [len(prompts), num_categories], in input order."""
         texts = self.format(prompts, responses)
         out = np.zeros((len(texts), len(self.categories)), dtype=np.float32)
+        empty = self.empty_responses(responses)
+        if empty.any():  # all-zero rows for empty responses; the model sees the rest
+            rest = [i for i in range(len(texts)) if not empty[i]]
+            out[rest] = self.predict([prompts[i] for i in rest], [responses[i] for i in rest], progress=progress)
+            return out
         if not texts:
             return out
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from duoguard.config import JudgeConfig, JudgeRule
+from duoguard.config import JudgeConfig, JudgeRule, LabelCheck
 from duoguard.data.record import Verdict
 from duoguard.errors import UserError
 from duoguard.prompts import LANGUAGE_NAMES
@@ -59,6 +59,10 @@ class Judge:
         cfg.check("judge")  # a judge built outside an app (tests, notebooks) is checked too
         self.cfg = cfg
         self.rules = [JudgeRule(r) for r in cfg.rules]
+        if cfg.label_check == LabelCheck.pattern and JudgeRule.label_pattern not in self.rules:
+            self.rules.append(JudgeRule.label_pattern)  # the label check runs whatever the rules list
+        if cfg.label_check == LabelCheck.llm and llm is None:
+            raise UserError("judge.label_check=llm but no LLM judge was built (judge.llm.model)")
         self.pattern = re.compile(cfg.label_pattern) if cfg.label_pattern else None
         self.llm = llm
 

@@ -133,6 +133,9 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     s, p = cfg.safedpo, cfg.safedpo.pairs
     pool_dir, guard_path = _stage_inputs(cfg)
+    game = read_manifest(s.game_dir, "game", key="safedpo.game_dir") if s.game_dir else None
+    # how the game checked its pool's labels ("none": unchecked); None for a game from before the setting
+    label_check = game.facts.get("label_check") if game else None
     extra_pairs = []  # public preference files are read (and checked) before any model loads
     for i, f in enumerate(p.files):
         try:
@@ -210,13 +213,19 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
             "train": stats,
             "delta": s.delta,
             "beta": s.beta,
+            "pool_label_check": label_check,
         }
         rows = [(k, v) for k, v in {**result["pairs"], **stats["transform"]}.items()]
         md = (
             "\n\n".join(
                 [
                     f"# SafeDPO (Δ = {s.delta:g}, β = {s.beta:g})",
-                    f"Target `{base}` -> `{out / 'target'}`",
+                    f"Target `{base}` -> `{out / 'target'}`"
+                    + (
+                        "\n\n**The pool's labels are unchecked** (the game ran with judge.label_check=none)."
+                        if label_check == "none"
+                        else ""
+                    ),
                     "## Pairs and T(D)\n\n" + markdown_table(("", "count"), rows),
                     "## Training\n\n"
                     + markdown_table(("metric", "value"), [(k, v) for k, v in stats.items() if k != "transform"]),

@@ -100,6 +100,7 @@ def toy_overrides(root: Path, out_dir: Path) -> list[str]:
         "generator.grpo.steps_per_round=10",
         "judge.rules=[label_pattern]",
         "judge.label_pattern='\\bzz\\b'",
+        "judge.label_check=pattern",  # the toy world's label check
         "game.unsafe_fraction=1.0",
         "game.categories=[Violent Crimes]",
         "data.response_examples=false",
