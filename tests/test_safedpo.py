@@ -292,3 +292,13 @@ def test_lora_and_gradient_checkpointing_by_config(tiny_base, tmp_path):
     changed = {k for k in before_weights if not torch.equal(before_weights[k], after_weights[k])}
     assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
     assert (margins(target, prompts, " " + chosen, " " + rejected) - before).mean().item() > 0.5
+
+
+def test_a_margin_that_saturates_every_pair_is_warned():
+    from duoguard.safedpo.trainer import margin_saturates
+
+    egida = [pair(False, True, i) for i in range(4)]  # safe chosen, unsafe rejected: the same margin for all
+    assert margin_saturates(egida, delta=10.0)  # Δ·1 = 10 for every pair
+    assert not margin_saturates(egida, delta=2.0)
+    mixed = [*egida, pair(False, False, 9)]  # a pair without a safety difference: margin 0
+    assert not margin_saturates(mixed, delta=10.0)

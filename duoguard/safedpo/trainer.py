@@ -161,6 +161,15 @@ def dpo_args(cfg: SafeDPOConfig, *, output_dir: str | os.PathLike, device: str, 
     )
 
 
+SATURATING_MARGIN = 4.0  # σ(4) ≈ 0.98: a pair's DPO gradient weight, saturated
+
+
+def margin_saturates(pairs: Sequence[Mapping[str, Any]], delta: float) -> bool:
+    """Whether the margin term Δ·(h_l - h_w) alone saturates every pair's gradient weight (after T(D))."""
+    margins = [delta * (float(p["rejected_unsafe"]) - float(p["chosen_unsafe"])) for p in pairs]
+    return bool(margins) and min(margins) >= SATURATING_MARGIN
+
+
 def shared_dataset(rows: list[dict[str, Any]], folder: Path):
     """The rows as a dataset every rank reads from one folder. TRL caches the precomputed reference
     log-probs beside the dataset's files and every rank reads rank 0's cache: an in-memory dataset
@@ -202,6 +211,16 @@ def train_safedpo(
     transformed, counts = safedpo_transform(pairs)
     if not transformed:
         raise DataError(work_dir, None, f"no pairs left to train on after T(D) ({counts})")
+    saturated = margin_saturates(transformed, cfg.delta)
+    if saturated:
+        log.warning(
+            "SafeDPO: every pair's safety margin Δ·(h_l - h_w) is >= %g (safedpo.delta=%g): each pair's gradient "
+            "weight σ(Δ·(h_l - h_w) - β·h) starts near 1 and stays there until the policy's own margin β·h nears it, "
+            "so the margin is one fixed offset that removes DPO's weighting of easy and hard pairs. Lower "
+            "safedpo.delta, or build pairs in which T(D) keeps, swaps and drops (safedpo.pairs.recipe)",
+            SATURATING_MARGIN,
+            cfg.delta,
+        )
 
     from duoguard.models import pick_dtype
 
@@ -237,6 +256,7 @@ def train_safedpo(
     return {
         "transform": counts,
         "pairs_trained": len(transformed),
+        "margin_saturated": saturated,
         "train_loss": float(result.training_loss),
         "train_steps": int(result.global_step),
         "train_seconds": time.perf_counter() - start,
