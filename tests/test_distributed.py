@@ -231,14 +231,25 @@ def test_a_grpo_round_on_two_ranks_sees_the_global_batch_of_one_rank(tmp_path, t
         assert b["policy_loss"] == pytest.approx(a["policy_loss"], abs=1e-6)
 
 
+@pytest.fixture(scope="module")
+def plain_data_parallel(tmp_path_factory, tiny_base):
+    """Two sampled GRPO rounds on 2 ranks without DeepSpeed: what the ZeRO runs are compared with."""
+    from duoguard.distributed import run_ranks
+
+    folder = tmp_path_factory.mktemp("ddp")
+    return run_ranks(grpo_rounds, tiny_base, generator_cfg(), str(folder), False, ranks=2, name="test"), folder
+
+
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_grpo_rounds_with_deepspeed_match_plain_data_parallel_and_resume_exactly(tmp_path, tiny_base, stage):
+def test_grpo_rounds_with_deepspeed_match_plain_data_parallel_and_resume_exactly(
+    tmp_path, tiny_base, plain_data_parallel, stage
+):
     """Two sampled GRPO rounds on 2 ranks: DeepSpeed (ZeRO-2 or ZeRO-3, a new engine each round that loads the
     last one's checkpoint) against plain data parallelism (one optimizer kept across rounds), which sample the
     same completions; then a game resumed from the round-0 checkpoint ends with the same weights."""
     from duoguard.distributed import run_ranks
 
-    plain = run_ranks(grpo_rounds, tiny_base, generator_cfg(), str(tmp_path / "ddp"), False, ranks=2, name="test")
+    plain, ddp = plain_data_parallel
     cfg = generator_cfg(f"generator.grpo.deepspeed={CONF_DIR / 'deepspeed' / f'{stage}.json'}")
     zero = run_ranks(grpo_rounds, tiny_base, cfg, str(tmp_path / stage), ranks=2, deepspeed=True, name="test")
     assert sorted(zero["scored"]) == sorted(plain["scored"])  # the same rollouts
@@ -248,7 +259,7 @@ def test_grpo_rounds_with_deepspeed_match_plain_data_parallel_and_resume_exactly
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
     assert len(zero["checksums"]) == 2 and zero["checksums"][0] == zero["checksums"][1]  # full weights, both ranks
     straight = saved_weights(tmp_path / stage / "straight")
-    apart = max_apart(saved_weights(tmp_path / "ddp" / "straight"), straight)
+    apart = max_apart(saved_weights(ddp / "straight"), straight)
     assert apart <= WEIGHT_ATOL, f"{stage}: weights differ from plain data parallel by {apart:g} after two rounds"
     # the resumed game continues from the round checkpoint's weights and optimizer state
     assert max_apart(straight, saved_weights(tmp_path / stage / "resumed")) == 0.0
