@@ -18,6 +18,7 @@ from duoguard.data.benchmarks import Benchmark, load_benchmark
 from duoguard.data.readers import builtin_seed_texts, load_seeds, load_train_files
 from duoguard.data.responses import response_examples
 from duoguard.data.schema import Sample, SchemaContext, split_heldout
+from duoguard.distributed import rank_device
 from duoguard.errors import UserError
 from duoguard.taxonomy import Taxonomy
 
@@ -154,7 +155,7 @@ def new_guardrail(cfg: Config, taxonomy: Taxonomy) -> Guardrail:
         categories=taxonomy.names,
         base_path=base,
         checkpoint=cfg.guardrail.init_checkpoint,
-        device=cfg.runtime.device,
+        device=rank_device(cfg.runtime.device),  # in a process group: this rank's own GPU
     )
 
 

@@ -106,3 +106,39 @@ def test_too_few_optimizer_steps_are_warned_once_naming_the_key(guard, tmp_path,
     with caplog.at_level(logging.WARNING, logger="duoguard"):
         fresh.fit(TEXTS, labels(len(TEXTS)), replace(CFG, max_steps=50), output_dir=tmp_path, progress=False)
     assert not [r for r in caplog.records if "optimizer steps" in r.getMessage()]
+
+
+class _Built(Exception):
+    """Raised by a stand-in model class to report the device a stage asked for."""
+
+
+def test_ranks_of_a_stage_build_on_their_own_gpu_not_the_configured_one(monkeypatch):
+    # runtime.device=cuda:0 names the GPU of a single process; in a process group every rank must build on
+    # its own GPU ("cuda", bound from LOCAL_RANK by join_group), or all ranks would pile onto GPU 0
+    import duoguard.factory as factory
+    import duoguard.roles.target as target_module
+    from duoguard.stages.safedpo import train_target
+    from tests.conftest import compose
+
+    cfg = compose(["output_dir=/tmp/x", "runtime.device=cuda:0"])
+    seen = {}
+
+    def record(*args, device, **kwargs):
+        seen["device"] = device
+        raise _Built
+
+    monkeypatch.setattr(factory, "build_guardrail", lambda **kw: record(**kw))
+    monkeypatch.setattr(target_module, "Target", record)
+    monkeypatch.setattr("duoguard.stages.safedpo.set_up_torch", lambda cfg: None)
+    for env in ({}, {"LOCAL_RANK": "1", "WORLD_SIZE": "2"}):
+        for key in ("LOCAL_RANK", "WORLD_SIZE"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        expected = "cuda" if env else "cuda:0"
+        with pytest.raises(_Built):
+            factory.new_guardrail(cfg, taxonomy=type("T", (), {"names": ["x"]})())
+        assert seen.pop("device") == expected, env
+        with pytest.raises(_Built):
+            train_target(cfg, [], "base", "/tmp/x")
+        assert seen.pop("device") == expected, env

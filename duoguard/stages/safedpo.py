@@ -100,12 +100,12 @@ def _stage_inputs(cfg: Config) -> tuple[Path | None, Path | None]:
 def train_target(cfg: Config, pairs: list[dict[str, Any]], base: str, out: str) -> dict[str, Any]:
     """One rank's part of the stage: every rank trains the target (data parallel, sharded under ZeRO),
     rank 0 saves it to <out>/target."""
-    from duoguard.distributed import is_main
+    from duoguard.distributed import is_main, rank_device
     from duoguard.roles.target import Target
     from duoguard.safedpo.trainer import train_safedpo
 
     set_up_torch(cfg)
-    target = Target(base, cfg.target, device=cfg.runtime.device)
+    target = Target(base, cfg.target, device=rank_device(cfg.runtime.device))  # this rank's own GPU
     stats = train_safedpo(
         pairs, target, cfg.safedpo, work_dir=out, precision=cfg.target.model.precision, progress=cfg.progress
     )
