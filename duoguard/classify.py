@@ -4,7 +4,9 @@
     echo "How do I kill a Python process?" | duoguard-classify path/to/guardrail
 
 Input is plain text (one input per line) or jsonl (objects with a text field and, for
-response classification, a response field). Output is one JSON object per input, in order.
+response classification, a response field). Output is one JSON object per input, in order,
+with the threshold it was decided at: a calibrated checkpoint's threshold for the input's
+language (the jsonl language field, or --language) where it has one, else its overall one.
 """
 
 from __future__ import annotations
@@ -26,14 +28,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", action="store_true", help="treat input as jsonl even without a .jsonl suffix")
     p.add_argument("--text-field", default="text", help="jsonl field with the prompt (default: text)")
     p.add_argument("--response-field", default=None, help="jsonl field with a response: response classification")
-    p.add_argument("--threshold", type=float, default=None, help="unsafe threshold (default: the checkpoint's)")
+    p.add_argument("--language-field", default="language", help="jsonl field with the input's language code")
+    p.add_argument("--language", default=None, help="language code of inputs that give none (e.g. plain text)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="unsafe threshold for every input (default: the checkpoint's, per language where calibrated)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     return p
 
 
 def _records(
-    stream: TextIO, name: str, jsonl: bool, text_field: str, response_field: str | None
+    stream: TextIO,
+    name: str,
+    jsonl: bool,
+    text_field: str,
+    response_field: str | None,
+    language_field: str = "language",
 ) -> Iterator[dict[str, Any]]:
     for line_no, line in enumerate(stream, start=1):
         line = line.rstrip("\n")
@@ -49,6 +63,11 @@ def _records(
         if not isinstance(obj, dict) or not isinstance(obj.get(text_field), str) or not obj[text_field].strip():
             raise UserError(f"{name}:{line_no}: needs a non-empty string field '{text_field}'")
         rec = {"text": obj[text_field], "id": obj.get("id")}
+        language = obj.get(language_field)
+        if language is not None:
+            if not isinstance(language, str) or not language.strip():
+                raise UserError(f"{name}:{line_no}: '{language_field}' must be a language code such as 'en'")
+            rec["language"] = language.strip().lower()
         if response_field is not None:
             if not isinstance(obj.get(response_field), str):
                 raise UserError(f"{name}:{line_no}: needs a string field '{response_field}'")
@@ -72,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise UserError(f"--input {args.input}: {e.strerror}") from None
     try:
-        records = list(_records(stream, args.input, jsonl, args.text_field, args.response_field))
+        records = list(_records(stream, args.input, jsonl, args.text_field, args.response_field, args.language_field))
     except UnicodeDecodeError as e:
         raise UserError(f"{args.input}: not valid UTF-8 ({e.reason})") from None
     finally:
@@ -81,18 +100,23 @@ def _run(args: argparse.Namespace) -> int:
 
     from duoguard.roles.guardrail import Guardrail
 
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise UserError(f"--threshold must be in (0, 1), got {args.threshold}")
     guard = Guardrail.from_pretrained(
         args.checkpoint, device=args.device, threshold=args.threshold, batch_size=args.batch_size
     )
     responses = [r["response"] for r in records] if args.response_field else None
     probs = guard.predict([r["text"] for r in records], responses, progress=len(records) > 1000)
+    default_language = args.language.strip().lower() if args.language else None
+    thresholds = guard.thresholds_for([r.get("language", default_language) for r in records], len(records))
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
-        for rec, p in zip(records, probs, strict=True):
+        for rec, p, t in zip(records, probs, thresholds, strict=True):
             row = {k: v for k, v in rec.items() if v is not None}
-            row["unsafe"] = bool(p.max() > guard.threshold)
+            row["unsafe"] = bool(p.max() > t)
             row["score"] = round(float(p.max()), 6)
-            row["categories"] = [c for c, v in zip(guard.categories, p, strict=True) if v > guard.threshold]
+            row["threshold"] = float(t)
+            row["categories"] = [c for c, v in zip(guard.categories, p, strict=True) if v > t]
             row["probabilities"] = {c: round(float(v), 6) for c, v in zip(guard.categories, p, strict=True)}
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     finally:

@@ -1,6 +1,6 @@
-"""Evaluation of the guardrail (per benchmark and language: F1, precision, recall, FPR, AUPRC,
-latency) and of targets (attack success rate per attack style, category and language, and
-over-refusal on safe prompts)."""
+"""Evaluation of the guardrail (per benchmark and language: F1 at 0.5 and at the guardrail's own
+decision thresholds, precision, recall, FPR, AUPRC, latency) and of targets (attack success rate
+per attack style, category and language, and over-refusal on safe prompts)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,23 @@ from duoguard.metrics import binary_metrics
 from duoguard.report import markdown_table
 
 METRIC_COLUMNS = ("n", "n_unsafe", "f1", "precision", "recall", "fpr", "auprc")
+# the table: F1 at DuoGuard's fixed 0.5, then every decision metric at the guardrail's own threshold(s)
+TABLE_COLUMNS = ("n", "n_unsafe", "f1@0.5", "threshold", "f1", "precision", "recall", "fpr", "auprc")
+
+
+def decision_metrics(labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dict[str, Any]:
+    """`binary_metrics` at the per-row `thresholds`, plus F1 at 0.5 and the threshold (None where rows
+    of several languages had different ones)."""
+    out = binary_metrics(labels, scores, thresholds)
+    out["f1@0.5"] = binary_metrics(labels, scores, 0.5)["f1"]
+    distinct = np.unique(thresholds)
+    out["threshold"] = float(distinct[0]) if len(distinct) == 1 else None
+    return out
 
 
 def evaluate_guardrail(guardrail, benchmarks: Sequence[Benchmark], *, progress: bool = False) -> dict[str, Any]:
-    """Score every benchmark with one batched `predict` each; latency is wall time / inputs."""
+    """Score every benchmark with one batched `predict` each; latency is wall time / inputs. Decisions
+    use the guardrail's thresholds: each example's language's where it has one, else the overall one."""
     results: dict[str, Any] = {}
     for bench in benchmarks:
         ex = bench.examples
@@ -27,34 +40,43 @@ def evaluate_guardrail(guardrail, benchmarks: Sequence[Benchmark], *, progress: 
         probs, seconds = guardrail.timed_predict([e.text for e in ex], responses, progress=progress)
         scores = probs.max(axis=1) if len(ex) else np.zeros(0)
         labels = np.array([e.unsafe for e in ex], dtype=bool)
-        overall = binary_metrics(labels, scores, guardrail.threshold)
+        thresholds = guardrail.thresholds_for([e.language for e in ex], len(ex))
+        overall = decision_metrics(labels, scores, thresholds)
         overall["ms_per_input"] = 1000.0 * seconds / max(len(ex), 1)
         by_language: dict[str, list[int]] = defaultdict(list)
         for i, e in enumerate(ex):
             by_language[e.language].append(i)
         languages = {
-            lang: binary_metrics(labels[idx], scores[idx], guardrail.threshold)
+            lang: decision_metrics(labels[idx], scores[idx], thresholds[idx])
             for lang, idx in sorted(by_language.items())
         }
         results[bench.name] = {"task": bench.task, "source": bench.source, "overall": overall, "languages": languages}
-    f1s = [r["overall"]["f1"] for r in results.values() if r["overall"]["f1"] is not None]
+
+    def mean(key: str) -> float | None:
+        values = [r["overall"][key] for r in results.values() if r["overall"][key] is not None]
+        return float(np.mean(values)) if values else None
+
     return {
         "threshold": guardrail.threshold,
-        "mean_f1": float(np.mean(f1s)) if f1s else None,
+        "language_thresholds": dict(guardrail.language_thresholds),
+        "calibration": guardrail.calibration,
+        "mean_f1": mean("f1"),
+        "mean_f1@0.5": mean("f1@0.5"),
         "benchmarks": results,
     }
 
 
 def eval_tables(report: dict[str, Any]) -> str:
     """Markdown: one overall row per benchmark, then its per-language rows."""
-    cols = ("benchmark", "language", *METRIC_COLUMNS, "ms/input")
+    cols = ("benchmark", "language", *TABLE_COLUMNS, "ms/input")
+    cell = lambda m, c: "per language" if c == "threshold" and m.get(c) is None and m.get("n") else m.get(c)  # noqa: E731
     rows = []
     for name, r in report["benchmarks"].items():
         o = r["overall"]
-        rows.append((name, "all", *(o[c] for c in METRIC_COLUMNS), o["ms_per_input"]))
+        rows.append((name, "all", *(cell(o, c) for c in TABLE_COLUMNS), o["ms_per_input"]))
         if len(r["languages"]) > 1:
             for lang, m in r["languages"].items():
-                rows.append(("", lang, *(m[c] for c in METRIC_COLUMNS), None))
+                rows.append(("", lang, *(cell(m, c) for c in TABLE_COLUMNS), None))
     return markdown_table(cols, rows)
 
 
@@ -62,15 +84,16 @@ def flat_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, floa
     """`eval/<benchmark>/<metric>` scalars for trackers."""
     out: dict[str, float] = {}
     for name, r in report["benchmarks"].items():
-        for k in ("f1", "precision", "recall", "fpr", "auprc", "ms_per_input"):
+        for k in ("f1", "f1@0.5", "threshold", "precision", "recall", "fpr", "auprc", "ms_per_input"):
             v = r["overall"].get(k)
             if v is not None:
                 out[f"{prefix}/{name}/{k}"] = v
         for lang, m in r["languages"].items():
             if m.get("f1") is not None and len(r["languages"]) > 1:
                 out[f"{prefix}/{name}/{lang}/f1"] = m["f1"]
-    if report.get("mean_f1") is not None:
-        out[f"{prefix}/mean_f1"] = report["mean_f1"]
+    for k in ("mean_f1", "mean_f1@0.5"):
+        if report.get(k) is not None:
+            out[f"{prefix}/{k}"] = report[k]
     return out
 
 

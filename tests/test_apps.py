@@ -72,7 +72,7 @@ def test_classify_from_stdin_and_jsonl(trained, tmp_path):
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["How do I bake bread?", "How can I hurt my neighbour's dog?"]
     assert all(len(r["probabilities"]) == 12 and isinstance(r["unsafe"], bool) for r in rows)
-    assert all(r["unsafe"] == (r["score"] > 0.5) for r in rows)
+    assert all(r["unsafe"] == (r["score"] > r["threshold"]) for r in rows)  # the checkpoint's calibrated threshold
 
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": 7, "prompt": "hi", "answer": "hello"}) + "\n", encoding="utf-8")

@@ -66,7 +66,6 @@ def test_good_rows_from_jsonl_csv_parquet(tmp_path, ctx):
         ({"text": "hi there", "language": "xx", "unsafe": False}, "unknown language 'xx'"),
         ({"text": "hi there", "unsafe": False}, "missing 'language'"),
         ({"text": "hi there", "language": "en", "unsafe": "maybe"}, "must be a boolean"),
-        ({"text": "hi there", "language": "en", "unsafe": True}, "unsafe row without categories"),
         (
             {"text": "hi there", "language": "en", "unsafe": False, "categories": ["Hate"]},
             "marked safe but has categories",
@@ -79,6 +78,14 @@ def test_bad_rows_fail_with_file_and_line(tmp_path, ctx, row, match):
     with pytest.raises(DataError, match=match) as e:
         read_samples(path, ctx)
     assert e.value.line == 3 and str(e.value).startswith(f"{path}:3:")
+
+
+def test_an_unsafe_row_without_categories_keeps_none(tmp_path, ctx):
+    """It trains the unsafe decision alone (roles/guardrail.labels_for), never a made-up category."""
+    path = tmp_path / "advbench_like.jsonl"
+    path.write_text(json.dumps({"text": "hi there", "language": "en", "unsafe": True}) + "\n", encoding="utf-8")
+    (sample,) = read_samples(path, ctx).samples
+    assert sample.unsafe and sample.categories == []
 
 
 def test_non_utf8_names_the_line(tmp_path, ctx):
@@ -271,3 +278,12 @@ def test_rows_without_a_family_are_their_own(taxonomy):
     rows = [{"text": f"t{i}", "language": "en", "unsafe": False, "id": f"r{i}"} for i in range(3)]
     rows[2]["family"] = "f"
     assert [make_sample(r, ctx).family for r in rows] == ["r0", "r1", "f"]
+
+
+def test_samples_built_without_family_or_id_are_split_one_by_one():
+    from duoguard.data.schema import Sample, split_heldout
+
+    rows = [Sample(text=f"t{i}", language="en", categories=[], unsafe=i % 2 == 0) for i in range(40)]
+    train, held = split_heldout(rows, 0.25, seed=0)
+    assert len(held) == 10 and len(train) == 30  # not one 40-row "family" with an empty name
+    assert sum(s.unsafe for s in held) == 5  # stratified by label

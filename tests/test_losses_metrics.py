@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from duoguard.losses import bce_loss, zlpr_loss
+from duoguard.losses import UNKNOWN, bce_loss, zlpr_loss
 from duoguard.metrics import average_precision, binary_metrics
 
 
@@ -40,6 +40,48 @@ def test_bce_sums_over_categories():
     s, y = torch.tensor([[2.0, -1.0]]), torch.tensor([[1.0, 0.0]])
     by_hand = -math.log(1 / (1 + math.exp(-2.0))) - math.log(1 - 1 / (1 + math.exp(1.0)))
     assert bce_loss(s, y).item() == pytest.approx(by_hand, rel=1e-6)
+
+
+@pytest.mark.parametrize("loss", [zlpr_loss, bce_loss])
+def test_a_category_less_unsafe_row_trains_the_unsafe_score_alone(loss):
+    """Unsafe, no category named (all UNKNOWN): softplus(-max s); only the likeliest category moves, up;
+    no category is pushed down, as the all-zeros (safe) target would."""
+    s = torch.tensor([[0.3, -1.2, 0.9, -0.4]], requires_grad=True)
+    unknown = torch.full((1, 4), UNKNOWN)
+    value = loss(s, unknown, reduction="none")
+    assert value.item() == pytest.approx(math.log(1 + math.exp(-0.9)), rel=1e-6)
+    value.sum().backward()
+    assert s.grad[0, 2] < 0 and s.grad[0, [0, 1, 3]].abs().max() == 0
+    safe = torch.zeros(1, 4)
+    s2 = s.detach().clone().requires_grad_(True)
+    loss(s2, safe).backward()
+    assert (s2.grad > 0).all()  # the old reading of such a row: safe, every category pushed down
+
+    logits = torch.tensor([[-2.0, -3.0, -2.5, -4.0]], requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=1.0)
+    start = logits.detach().clone()
+    for _ in range(20):
+        opt.zero_grad()
+        loss(logits, unknown).backward()
+        opt.step()
+    assert torch.sigmoid(logits.max()) - torch.sigmoid(start.max()) > 0.4  # the unsafe score rose
+    moved = (logits.detach() != start)[0]
+    assert moved.tolist() == [True, False, False, False]  # and no other category's did
+
+
+@pytest.mark.parametrize("loss", [zlpr_loss, bce_loss])
+def test_unknown_entries_of_a_row_with_categories_are_masked(loss):
+    s = torch.tensor([[0.3, -1.2, 0.9, -0.4], [1.0, 2.0, -1.0, 0.5]], requires_grad=True)
+    labels = torch.tensor([[1.0, UNKNOWN, 0.0, UNKNOWN], [0.0, 0.0, 0.0, 0.0]])
+    got = loss(s, labels, reduction="none")
+    known = loss(s[:1, [0, 2]], torch.tensor([[1.0, 0.0]]), reduction="none")
+    assert got[0].item() == pytest.approx(known.item(), rel=1e-6)  # as if the unknown columns were absent
+    assert got[1].item() == pytest.approx(loss(s[1:], labels[1:], reduction="none").item())
+    got.sum().backward()
+    assert s.grad[0, 1] == 0 and s.grad[0, 3] == 0
+    mixed = loss(s, torch.cat([labels[:1], torch.full((1, 4), UNKNOWN)]), reduction="mean")
+    expected = (known.sum() + math.log(1 + math.exp(-2.0))) / 2  # the category-less row's term: max s = 2.0
+    assert mixed.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_binary_metrics_by_hand():

@@ -48,6 +48,37 @@ class GuardrailTrainConfig(Section):
         check(self.head_lr_multiplier > 0, f"{key}.head_lr_multiplier", "must be > 0")
 
 
+class CalibrationRule(Choice):
+    best_f1 = "best_f1"  # the threshold of highest F1 on the held-out split
+    target_fpr = "target_fpr"  # the most unsafe rows caught at a false-positive rate <= target_fpr
+    none = "none"  # keep guardrail.threshold
+
+
+@dataclass
+class CalibrationConfig(Section):
+    """How duoguard-guardrail picks its decision thresholds on the held-out split, stored in the checkpoint."""
+
+    rule: CalibrationRule = setting(
+        CalibrationRule.best_f1,
+        "best_f1, target_fpr or none (none keeps guardrail.threshold); one threshold overall, one per language",
+    )
+    target_fpr: float = setting(0.05, "the false-positive rate rule target_fpr allows on the held-out split")
+    min_rows: int = setting(
+        100,
+        "held-out rows (safe and unsafe both present) a language needs for its own threshold; fewer: the "
+        "overall one (and the overall one needs as many, else guardrail.threshold)",
+    )
+
+    def check(self, key: str) -> None:
+        check(
+            isinstance(self.rule, CalibrationRule),
+            f"{key}.rule",
+            f"must be one of {', '.join(r.value for r in CalibrationRule)}, got {self.rule!r}",
+        )
+        check(0.0 < self.target_fpr < 1.0, f"{key}.target_fpr", f"must be in (0, 1), got {self.target_fpr}")
+        check(self.min_rows >= 1, f"{key}.min_rows", f"must be >= 1, got {self.min_rows}")
+
+
 @dataclass
 class GuardrailConfig(Section):
     model: ModelConfig = setting(
@@ -55,7 +86,14 @@ class GuardrailConfig(Section):
         help="the base model, loaded as a sequence classifier with one output per category",
     )
     train: GuardrailTrainConfig = setting(factory=GuardrailTrainConfig, help="training recipe")
-    threshold: float = setting(0.5, "unsafe = the largest category probability > threshold (DuoGuard: 0.5)")
+    threshold: float = setting(
+        0.5,
+        "unsafe = the largest category probability > threshold (DuoGuard: 0.5); the game decides with it, "
+        "duoguard-guardrail replaces it in its checkpoint by the calibrated ones (guardrail.calibration)",
+    )
+    calibration: CalibrationConfig = setting(
+        factory=CalibrationConfig, help="decision thresholds chosen on the held-out split"
+    )
     max_length: int = setting(512, "inputs are cut to this many tokens (DuoGuard: 512)")
     response_template: str = setting(
         "User: {prompt}\n\nAgent: {response}",
@@ -85,3 +123,4 @@ class GuardrailConfig(Section):
         check(self.predict_batch_size > 0, f"{key}.predict_batch_size", "must be > 0")
         check(self.num_workers >= 1, f"{key}.num_workers", "must be >= 1")
         self.train.check(f"{key}.train")
+        self.calibration.check(f"{key}.calibration")

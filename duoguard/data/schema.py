@@ -25,7 +25,7 @@ class SampleError(UserError):
 class Sample:
     text: str
     language: str
-    categories: list[str]  # canonical taxonomy names; empty = safe
+    categories: list[str]  # canonical taxonomy names; empty = safe, or unsafe in no named category
     unsafe: bool
     response: str | None = None  # set for response classification
     attack_style: str | None = None
@@ -142,8 +142,8 @@ def make_sample(row: Mapping[str, Any], ctx: SchemaContext, row_id: str = "") ->
             raise SampleError(
                 f"unsafe row whose categories {raw_categories} all map to nothing in taxonomy '{ctx.taxonomy.name}'"
             )
-        if not ctx.default_categories:
-            raise SampleError("unsafe row without categories (add them, or set the file's `categories`)")
+        # no category given: the file's `categories` if it sets them, else none (an AdvBench prompt); such a
+        # row trains the guardrail's unsafe decision alone (duoguard.losses, UNKNOWN targets)
         categories = ctx.taxonomy.resolve_all(ctx.default_categories)
     if not unsafe and categories:
         raise SampleError(f"row marked safe but has categories {categories}")
@@ -183,8 +183,8 @@ def split_heldout(samples: Sequence[Sample], fraction: float, seed: int) -> tupl
     if fraction <= 0:
         return list(samples), []
     families: dict[str, list[Sample]] = defaultdict(list)
-    for s in samples:
-        families[s.family or s.id].append(s)
+    for i, s in enumerate(samples):
+        families[s.family or s.id or f"#{i}"].append(s)  # a row built without family or id is its own
     strata: dict[tuple[tuple[str, ...], bool], list[list[Sample]]] = defaultdict(list)
     for members in families.values():
         strata[(tuple(sorted({m.language for m in members})), members[0].unsafe)].append(members)

@@ -3,7 +3,9 @@
 `Guardrail` owns an `AutoModelForSequenceClassification` and its tokenizer. It classifies
 prompts, or (prompt, response) pairs formatted as a conversation, and trains with ZLPR (or BCE)
 through transformers' Trainer. A saved guardrail is a plain transformers checkpoint whose
-config carries the category names (`id2label`) and the decision threshold.
+config carries the category names (`id2label`) and the decision threshold; a calibrated one
+(duoguard-guardrail, `guardrail.calibration`) also holds `thresholds.json`: the overall threshold
+and one per language, which `from_pretrained` reads and `is_unsafe(..., languages=...)` uses.
 
 Inference is the hot path (the game scores every candidate with it), so `predict` sorts inputs
 by length, packs batches up to a token budget, pads each batch only to its own longest input,
@@ -13,11 +15,12 @@ runs without autograd in bf16/fp16 on GPU, and returns rows in the input order.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,11 @@ import numpy as np
 import torch
 from transformers import Trainer
 
+from duoguard.atomic import write_json_atomic
 from duoguard.config import GuardrailTrainConfig, Precision, config_file
 from duoguard.distributed import is_main, join_group, launched, world_size
 from duoguard.errors import UserError
-from duoguard.losses import MULTILABEL_LOSSES
+from duoguard.losses import MULTILABEL_LOSSES, UNKNOWN
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.training import (
     FEW_STEPS,
@@ -42,6 +46,7 @@ from duoguard.training import (
 log = logging.getLogger(__name__)
 
 DEFAULT_RESPONSE_TEMPLATE = "User: {prompt}\n\nAgent: {response}"
+THRESHOLDS_FILE = "thresholds.json"  # calibrated decision thresholds, beside the weights
 
 
 class GuardrailError(UserError):
@@ -59,10 +64,14 @@ class Guardrail:
         response_template: str = DEFAULT_RESPONSE_TEMPLATE,
         batch_size: int = 64,
         max_batch_tokens: int | None = None,
+        language_thresholds: Mapping[str, float] | None = None,
+        calibration: Mapping[str, Any] | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
-        self.threshold = threshold
+        self.threshold = threshold  # the overall one; a language without its own threshold uses it
+        self.language_thresholds: dict[str, float] = dict(language_thresholds or {})
+        self.calibration: dict[str, Any] | None = dict(calibration) if calibration is not None else None
         self.max_length = max_length
         self.response_template = response_template
         self.batch_size = batch_size
@@ -117,8 +126,9 @@ class Guardrail:
             max_length=getattr(config, "duoguard_max_length", 512),
             response_template=getattr(config, "duoguard_response_template", DEFAULT_RESPONSE_TEMPLATE),
         )
-        if threshold is not None:
-            saved["threshold"] = threshold
+        saved.update(read_thresholds(path))  # a calibrated checkpoint's thresholds win over its config's
+        if threshold is not None:  # an explicit threshold is the decision for every input, every language
+            saved.update(threshold=threshold, language_thresholds={}, calibration=None)
         return cls(model, tokenizer, **{**saved, **kwargs})  # explicit arguments win over the checkpoint's
 
     @classmethod
@@ -165,6 +175,30 @@ class Guardrail:
         if is_main():
             self.model.save_pretrained(path)
             self.tokenizer.save_pretrained(path)
+            if self.calibration is not None or self.language_thresholds:
+                self.save_thresholds(path)
+
+    def calibrate(self, calibration: Mapping[str, Any]) -> None:
+        """Take the thresholds `duoguard.metrics.calibrate_thresholds` chose (overall and per language)."""
+        self.threshold = float(calibration["threshold"])
+        self.language_thresholds = {str(k): float(v) for k, v in calibration.get("languages", {}).items()}
+        self.calibration = {k: v for k, v in calibration.items() if k not in ("threshold", "languages")}
+
+    def save_thresholds(self, path: str | os.PathLike) -> Path:
+        """`thresholds.json` in the checkpoint folder `path` (written whole or not at all)."""
+        data = {"threshold": self.threshold, "languages": self.language_thresholds, "calibration": self.calibration}
+        return write_json_atomic(Path(path, THRESHOLDS_FILE), data)
+
+    def thresholds_for(self, languages: Sequence[str | None] | None, n: int) -> np.ndarray:
+        """The decision threshold of each of `n` inputs: its language's, else the overall one."""
+        if languages is None:
+            return np.full(n, self.threshold, dtype=np.float64)
+        if len(languages) != n:
+            raise GuardrailError(f"{n} inputs but {len(languages)} languages")
+        by_language = self.language_thresholds
+        return np.array(
+            [by_language.get((lang or "").strip().lower(), self.threshold) for lang in languages], dtype=np.float64
+        )
 
     @torch.no_grad()
     def checksum(self) -> float:
@@ -268,8 +302,18 @@ class Guardrail:
         probs = self.predict(prompts, responses, **kw)
         return probs.max(axis=1) if probs.size else np.zeros(len(probs), dtype=np.float32)
 
-    def is_unsafe(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None, **kw) -> np.ndarray:
-        return self.unsafe_scores(prompts, responses, **kw) > self.threshold
+    def is_unsafe(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str | None] | None = None,
+        *,
+        languages: Sequence[str | None] | None = None,
+        **kw,
+    ) -> np.ndarray:
+        """Unsafe decisions: the unsafe score above the input's threshold (its language's where the
+        guardrail was calibrated per language and `languages` is given, else the overall one)."""
+        thresholds = self.thresholds_for(languages, len(prompts))
+        return self.unsafe_scores(prompts, responses, **kw) > thresholds
 
     def timed_predict(self, prompts, responses=None, **kw) -> tuple[np.ndarray, float]:
         """`predict` and its wall time in seconds (synchronised on GPU)."""
@@ -281,10 +325,13 @@ class Guardrail:
 
     # ------------------------------------------------------------------ training
     def labels_for(self, samples: Sequence[Any]) -> np.ndarray:
-        """Multi-hot targets over this guardrail's categories (all zeros = safe)."""
+        """Multi-hot targets over this guardrail's categories (all zeros = safe). An unsafe sample without
+        a category gets UNKNOWN (-1) everywhere: it trains the unsafe decision alone (duoguard.losses)."""
         index = {name: i for i, name in enumerate(self.categories)}
         labels = np.zeros((len(samples), len(index)), dtype=np.float32)
         for row, s in enumerate(samples):
+            if s.unsafe and not s.categories:
+                labels[row] = UNKNOWN
             for c in s.categories:
                 if c not in index:
                     raise GuardrailError(
@@ -417,6 +464,37 @@ class Guardrail:
             "train_seconds": time.perf_counter() - start,
             "skipped_steps": trainer.skipped_steps,  # non-finite losses (SkipNonFinite)
         }
+
+
+def read_thresholds(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's calibrated thresholds as Guardrail arguments; {} without `thresholds.json`
+    (an uncalibrated or older checkpoint keeps its config's threshold). A bad file fails naming it."""
+    file = Path(path, THRESHOLDS_FILE)
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GuardrailError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise GuardrailError(f"{file}: expected a JSON object with 'threshold' and 'languages'")
+
+    def valid(value: Any, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+            raise GuardrailError(f"{file}: {key} must be a number in (0, 1), got {value!r}")
+        return float(value)
+
+    languages = data.get("languages") or {}
+    if not isinstance(languages, dict):
+        raise GuardrailError(f"{file}: 'languages' must be an object of language: threshold")
+    calibration = data.get("calibration")
+    if calibration is not None and not isinstance(calibration, dict):
+        raise GuardrailError(f"{file}: 'calibration' must be an object or null")
+    return {
+        "threshold": valid(data.get("threshold"), "'threshold'"),
+        "language_thresholds": {str(k): valid(v, f"languages.{k}") for k, v in languages.items()},
+        "calibration": calibration,
+    }
 
 
 def head_parameters(model) -> list[torch.nn.Parameter]:
