@@ -20,6 +20,12 @@ rules follow the benchmarks' own definitions as DuoGuard applied them (REFERENCE
 | `harmbench`         | harmbench_behaviors_text_*.csv            | always (category = SemanticCategory)|
 | `samples`           | our sample schema (jsonl/csv/parquet)     | its `unsafe` field                  |
 | `duoguard_seeds`    | the shipped seed set (`path: builtin`)    | its `unsafe` field                  |
+| `duoguard_eval_data`| DuoGuard's evaluation release: a folder of| `class` / `moderation_flag` is 1;   |
+|                     | language folders (`eval_data_En/`, `fr/`) | XSTest and BeaverTails as above     |
+|                     | with one file per benchmark; option       | (BeaverTails scored as prompt + " " |
+|                     | `benchmark` picks the file                | + response, as DuoGuard did)        |
+| `table`             | any csv/json/jsonl/parquet, its columns   | `columns.label` is true/1/unsafe, or|
+|                     | named by `columns`                        | one of `unsafe_values`              |
 """
 
 from __future__ import annotations
@@ -28,13 +34,16 @@ import ast
 import csv
 import inspect
 import io
+import itertools
 import json
 import lzma
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from duoguard.config.evaluation import TABLE_COLUMNS
 from duoguard.data.readers import DataError, decode_utf8, iter_rows, json_lines, read_bytes
 from duoguard.data.schema import Sample, SampleError, parse_bool
 from duoguard.errors import UserError
@@ -351,6 +360,190 @@ def load_duoguard_seeds(path: Path, language: str | None) -> list[BenchmarkExamp
     return out
 
 
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def json_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
+    """(line, record) for a JSON list, each record numbered by the line it starts on (DuoGuard's
+    files are indented lists, so a record's index would not find it in an editor); JSON lines
+    otherwise."""
+    if not text.lstrip().startswith("["):
+        yield from json_lines(path, text)
+        return
+    try:
+        json.loads(text)  # the whole file first: a syntax error is reported with its line by json itself
+    except json.JSONDecodeError as e:
+        raise DataError(path, e.lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
+    decoder = json.JSONDecoder()
+    pos = _JSON_SPACE.match(text, text.index("[") + 1).end()
+    line, counted = 1, 0
+    while text[pos] != "]":
+        record, end = decoder.raw_decode(text, pos)
+        line, counted = line + text.count("\n", counted, pos), pos
+        yield line, record
+        pos = _JSON_SPACE.match(text, end).end()
+        if text[pos] == ",":
+            pos = _JSON_SPACE.match(text, pos + 1).end()
+
+
+# ---------------------------------------------------------------- DuoGuard's evaluation release
+# yihedeng9/DuoGuard evaluation/eval_data_<Lang>/: one file per benchmark and language folder.
+DUOGUARD_EVAL_FILES = {
+    "xstest": "xstest_v2_completions_gpt4_gpteval.csv",  # XSTest v2 prompts with GPT-4 completions
+    "openai_moderation": "openai.json",
+    "toxicchat": "toxic_chat.json",
+    "beavertails": "beavertail_test.jsonl",
+    "rtp_lx": "rtp_lx_prompt.json",
+    "xsafety": "XSafety.json",
+}
+DUOGUARD_LABEL_KEYS = ("class", "moderation_flag")  # 1 = unsafe; the moderation sets use the second
+
+
+def _release_language(folder: Path) -> str:
+    return folder.name.removeprefix("eval_data_").lower()  # eval_data_En -> en, Fr -> fr
+
+
+def duoguard_language_folders(root: Path, language: str | None) -> list[tuple[str, Path]]:
+    """(language, folder) of a release: `root` itself when it holds the files, else its subfolders."""
+    holds = lambda folder: any((folder / f).is_file() for f in DUOGUARD_EVAL_FILES.values())  # noqa: E731
+    if not root.is_dir():
+        raise DataError(root, None, "expected the folder of DuoGuard's evaluation data (eval_data_<Lang>/ inside)")
+    if holds(root):
+        return [(language or _release_language(root), root)]
+    folders = [(_release_language(p), p) for p in sorted(root.iterdir()) if p.is_dir() and holds(p)]
+    if not folders:
+        raise DataError(
+            root,
+            None,
+            f"no language folder (eval_data_<Lang>/ or <lang>/) holds any of {list(DUOGUARD_EVAL_FILES.values())}",
+        )
+    return folders
+
+
+def _release_records(file: Path, language: str) -> list[BenchmarkExample]:
+    """A JSON list of {"prompt", "class"} (or {"prompt", "moderation_flag"}) records; 1 = unsafe."""
+    out = []
+    for line, row in json_records(file, _text_of(file)):
+        _need(row, ("prompt",), file, line)
+        key = next((k for k in DUOGUARD_LABEL_KEYS if k in row), None)
+        if key is None:
+            raise DataError(file, line, f"missing label: one of {list(DUOGUARD_LABEL_KEYS)}; found {sorted(row)}")
+        unsafe = _bool(row[key], key, file, line)
+        out.append(BenchmarkExample(_text(row, "prompt", file, line), unsafe, language))
+    return out
+
+
+def load_duoguard_eval_data(
+    path: Path,
+    language: str | None,
+    benchmark: str = "",
+    languages: Sequence[str] | None = None,
+    join_response: bool = True,
+) -> list[BenchmarkExample]:
+    """One benchmark of DuoGuard's evaluation release, from every language folder, each row tagged
+    with its folder's language, the languages' rows interleaved (a `limit` keeps every language).
+    `languages` keeps only those (e.g. [en, fr]). BeaverTails is scored
+    as DuoGuard did, prompt + " " + response as one text (`join_response: false` keeps the pair)."""
+    if benchmark not in DUOGUARD_EVAL_FILES:
+        raise UserError(
+            f"option 'benchmark' for format 'duoguard_eval_data' must be one of {list(DUOGUARD_EVAL_FILES)}, "
+            f"got {benchmark!r}"
+        )
+    folders = duoguard_language_folders(path, language)
+    if languages is not None:
+        wanted = {lang.lower() for lang in languages}
+        absent = sorted(wanted - {lang for lang, _ in folders})
+        if absent:
+            raise DataError(path, None, f"no folder for language(s) {absent} (found {[lang for lang, _ in folders]})")
+        folders = [(lang, folder) for lang, folder in folders if lang in wanted]
+    per_language: list[list[BenchmarkExample]] = []
+    for lang, folder in folders:
+        file = folder / DUOGUARD_EVAL_FILES[benchmark]
+        if not file.is_file():
+            raise DataError(file, None, f"missing: language folder '{folder.name}' has no {benchmark} file")
+        if benchmark == "xstest":
+            rows = load_xstest(file, lang)
+        elif benchmark == "beavertails":
+            pairs = load_beavertails(file, lang)
+            rows = [_joined(e) for e in pairs] if join_response else pairs
+        else:
+            rows = _release_records(file, lang)
+        per_language.append(rows)
+    # row by row across languages, so that a `limit` keeps every language
+    return [e for group in itertools.zip_longest(*per_language) for e in group if e is not None]
+
+
+def _joined(e: BenchmarkExample) -> BenchmarkExample:
+    return BenchmarkExample(f"{e.text} {e.response}", e.unsafe, e.language, category=e.category)
+
+
+# ---------------------------------------------------------------- any table, its columns named in config
+def _label_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _table_label(value: Any, column: str, unsafe_values: Sequence[str], safe_values: Sequence[str], path, line):
+    if not unsafe_values:  # a boolean column: true/false, 1/0, yes/no, unsafe/safe
+        return _bool(value, column, path, line)
+    word = _label_text(value)
+    if word in unsafe_values:
+        return True
+    if safe_values and word not in safe_values:
+        raise DataError(
+            path,
+            line,
+            f"'{column}' is {value!r}: in neither unsafe_values {list(unsafe_values)} "
+            f"nor safe_values {list(safe_values)}",
+        )
+    return False
+
+
+def _optional(row: dict, columns: Mapping[str, str], field: str) -> str | None:
+    value = row[columns[field]] if field in columns else None
+    return None if value in (None, "") else str(value)
+
+
+def _table_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    name = path.name.lower().removesuffix(".gz").removesuffix(".xz")
+    if name.endswith((".json", ".jsonl")):
+        return json_records(path, _text_of(path))
+    return iter_rows(path)  # csv or parquet (anything else: an error naming the file)
+
+
+def load_table(
+    path: Path,
+    language: str | None,
+    columns: Mapping[str, str],
+    unsafe_values: Sequence[str] = (),
+    safe_values: Sequence[str] = (),
+) -> list[BenchmarkExample]:
+    """Rows of a csv/json/jsonl/parquet file whose columns `columns` names (our field -> its column;
+    text and label required). The label is a boolean column unless `unsafe_values` lists the values
+    that mean unsafe; then every other value is safe, or, with `safe_values` too, an error."""
+    if not path.is_file():
+        raise DataError(path, None, "format 'table' reads one file, not a folder")
+    out = []
+    for line, row in _table_rows(path):
+        _need(row, (), path, line)
+        absent = [f"{column} (columns.{field})" for field, column in columns.items() if column not in row]
+        if absent:
+            raise DataError(path, line, f"missing column(s) {absent}; found {sorted(row)}")
+        out.append(
+            BenchmarkExample(
+                _text(row, columns["text"], path, line),
+                _table_label(row[columns["label"]], columns["label"], unsafe_values, safe_values, path, line),
+                _optional(row, columns, "language") or language or "und",
+                response=_optional(row, columns, "response"),
+                category=_optional(row, columns, "category"),
+            )
+        )
+    return out
+
+
 LOADERS: dict[str, Callable[..., list[BenchmarkExample]]] = {
     "xstest": load_xstest,
     "openai_moderation": load_openai_moderation,
@@ -365,6 +558,8 @@ LOADERS: dict[str, Callable[..., list[BenchmarkExample]]] = {
     "harmbench": load_harmbench,
     "samples": load_samples_file,
     "duoguard_seeds": load_duoguard_seeds,
+    "duoguard_eval_data": load_duoguard_eval_data,
+    "table": load_table,
 }
 RESPONSE_FORMATS = {"beavertails", "jbb_artifacts"}  # read (prompt, response) pairs (jbb: unless attack_prompts)
 
@@ -375,11 +570,25 @@ def _check_option(fmt: str, key: str, value: Any, default: Any) -> None:
         ok, want = isinstance(value, bool), "true or false"
     elif isinstance(default, (int, float)):
         ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str), "a name"
     else:  # the list options (languages, functional_categories) default to None = all
         ok, want = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value), "a list of names"
         ok = ok or value is None
     if not ok:
         raise UserError(f"option '{key}' for benchmark format '{fmt}' must be {want}, got {value!r}")
+
+
+def _check_columns(columns: Mapping[str, str], unsafe_values: Sequence[str], safe_values: Sequence[str]) -> None:
+    unknown = sorted(set(columns) - set(TABLE_COLUMNS))
+    if unknown:
+        raise UserError(f"columns: unknown field(s) {unknown} (known: {', '.join(TABLE_COLUMNS)})")
+    for field in ("text", "label"):
+        if field not in columns:
+            raise UserError(f"format 'table' needs columns.{field} (the file's column holding the {field})")
+    both = sorted(set(unsafe_values) & set(safe_values))
+    if both:
+        raise UserError(f"value(s) {both} are in both unsafe_values and safe_values")
 
 
 def load_benchmark(
@@ -389,13 +598,24 @@ def load_benchmark(
     *,
     language: str | None = None,
     limit: int | None = None,
+    columns: Mapping[str, str] | None = None,
+    unsafe_values: Sequence[str] = (),
+    safe_values: Sequence[str] = (),
     **options: Any,
 ) -> Benchmark:
     """Read a benchmark; bad input (format, option, path, file content) raises a UserError
-    (DataError with the file and line for file content; FileNotFoundError for a missing path)."""
+    (DataError with the file and line for file content; FileNotFoundError for a missing path).
+    `columns`, `unsafe_values` and `safe_values` describe a `table` file (see `load_table`)."""
+    table: dict[str, Any] = {}  # the table format's description, from config sections of its own
+    if fmt == "table":
+        _check_columns(columns or {}, unsafe_values, safe_values)
+        table = {"columns": dict(columns or {}), "unsafe_values": list(unsafe_values), "safe_values": list(safe_values)}
+    elif columns or unsafe_values or safe_values:
+        raise UserError(f"columns, unsafe_values and safe_values are for format 'table', not '{fmt}'")
     if fmt not in LOADERS:
         raise UserError(f"unknown benchmark format '{fmt}' (known: {', '.join(LOADERS)})")
-    params = {k: p for k, p in inspect.signature(LOADERS[fmt]).parameters.items() if k not in ("path", "language")}
+    fixed = ("path", "language", *table)
+    params = {k: p for k, p in inspect.signature(LOADERS[fmt]).parameters.items() if k not in fixed}
     unknown = sorted(set(options) - set(params))
     if unknown:
         raise UserError(f"unknown option(s) {unknown} for benchmark format '{fmt}' (known: {list(params) or 'none'})")
@@ -408,7 +628,7 @@ def load_benchmark(
     path = Path(str(path)).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path}: benchmark file not found")
-    examples = LOADERS[fmt](path, language, **options)
+    examples = LOADERS[fmt](path, language, **options, **table)
     if not examples:
         raise DataError(path, None, f"no examples read for benchmark '{name}' ({fmt})")
     if limit is not None:
