@@ -10,6 +10,7 @@ import pytest
 from duoguard.config import PairsConfig
 from duoguard.data.readers import DataError
 from duoguard.data.record import PromptRecord
+from duoguard.errors import UserError
 from duoguard.safedpo.pairs import build_pairs, save_pairs
 from tests.test_pool import records as pool_records
 
@@ -307,3 +308,145 @@ def test_held_out_attacks_are_split_by_seed_family():
     assert held and train
     assert not {p.family for p in train} & {p.family for p in held}
     assert len(held) % 20 == 0  # whole families of 20 rewrites each
+
+
+# ---------------------------------------------------------------- the helpfulness recipe: T(D) keeps, swaps and drops
+HELP_PROMPTS = [*PROMPTS, replace(PROMPTS[0], id="r1-3", text="p3")]
+HELP_SCRIPT = {
+    "p0": ["HARM +++", "fine ++"],  # most helpful is unsafe, least helpful the refusal: swap
+    "p1": ["fine +++", "HARM +"],  # most helpful is safe: keep
+    "p2": ["HARM ++", "HARM -"],  # both ends unsafe (the refusal sits in the middle): drop
+    "p3": ["", "plain"],  # 'plain' ties with the refusal (0): no preference, no pair
+}
+
+
+class HelpScriptedTarget:
+    def __init__(self, script):
+        self.script, self.calls = script, []
+
+    def answer(self, prompts, *, n=1, seed=0, progress=False, system=None):
+        self.calls.append((n, system))
+        return [self.script[p][:n] for p in prompts]
+
+
+class PlusScorer:
+    """Helpfulness stand-in: '+' signs count up, '-' signs down."""
+
+    def __init__(self):
+        self.seen = []
+
+    def scores(self, prompts, responses):
+        self.seen += list(zip(prompts, responses, strict=True))
+        return np.array([r.count("+") - r.count("-") for r in responses], dtype=np.float32)
+
+
+def test_helpfulness_recipe_keeps_swaps_and_drops():
+    from duoguard.safedpo.transform import safedpo_transform
+
+    cfg = replace(PAIRS_CFG, recipe="helpfulness", samples_per_prompt=2)
+    scorer = PlusScorer()
+    pairs, stats = build_pairs(
+        HELP_PROMPTS, HelpScriptedTarget(HELP_SCRIPT), MarkerJudge(), cfg, refusals=REFUSALS, scorer=scorer
+    )
+    got = {p["prompt"]: (p["chosen"], p["rejected"], p["chosen_unsafe"], p["rejected_unsafe"]) for p in pairs}
+    assert got == {
+        "p0": ("HARM +++", "I can't help.", True, False),  # the canned refusal is safe whatever the judge says
+        "p1": ("fine +++", "Je ne peux pas.", False, False),
+        "p2": ("HARM ++", "HARM -", True, True),
+    }
+    assert ("p3", "") not in scorer.seen and ("p0", "I can't help.") in scorer.seen  # empty answers are not scored
+    assert stats == {
+        "prompts": 4,
+        "target_answers": 8,
+        "candidate_answers": 11,
+        "unsafe_answers": 4,
+        "skipped_tie": 1,
+        "pairs": 3,
+    }
+    assert pairs[0]["prompt_id"] == "r1-0" and pairs[2]["round"] == 2
+    kept, counts = safedpo_transform(pairs)
+    assert counts == {"kept": 1, "swapped": 1, "dropped": 1}
+    assert [(p["prompt"], p["chosen"]) for p in kept] == [("p0", "I can't help."), ("p1", "fine +++")]
+
+    # a model responder adds samples_per_prompt answers of its own (under the safety system prompt)
+    responder = HelpScriptedTarget({"p0": ["safe ++++", "HARM +++++"], "p1": ["x", "y"], "p2": ["z"], "p3": ["w"]})
+    more = replace(cfg, responder="model", helpfulness=replace(cfg.helpfulness, pairs_per_prompt=2))
+    pairs, _ = build_pairs(
+        HELP_PROMPTS[:1],
+        HelpScriptedTarget(HELP_SCRIPT),
+        MarkerJudge(),
+        more,
+        refusals=REFUSALS,
+        responder=responder,
+        scorer=PlusScorer(),
+    )
+    assert responder.calls == [(2, "Be safe.")]
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("HARM +++++", "fine ++"), ("safe ++++", "HARM +++")]
+    assert [(p["chosen_unsafe"], p["rejected_unsafe"]) for p in pairs] == [(True, False), (False, True)]
+    with pytest.raises(UserError, match="helpfulness scorer"):
+        build_pairs(HELP_PROMPTS, HelpScriptedTarget(HELP_SCRIPT), MarkerJudge(), cfg, refusals=REFUSALS)
+
+
+def save_reward_model(tiny_base, folder):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from duoguard.models import load_tokenizer
+
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(tiny_base, num_labels=1).save_pretrained(folder)
+    load_tokenizer(tiny_base).save_pretrained(folder)
+
+
+def test_safedpo_stage_with_the_helpfulness_recipe_names_its_judge_and_counts_t_d(
+    tmp_path, cache_dir, tiny_base, taxonomy
+):
+    """The real path: the tiny target samples, a tiny reward model orders, the pool's own guardrail labels
+    (flagged circular); the report's T(D) rows are the counts of the saved pairs' transform."""
+    from datasets import load_from_disk
+
+    from duoguard import Guardrail
+    from duoguard.data.pool import Pool
+    from duoguard.manifest import read_manifest
+    from duoguard.safedpo.transform import safedpo_transform
+    from duoguard.stages.safedpo import run_safedpo_stage
+
+    Guardrail.from_base(tiny_base, taxonomy.names, device="cpu").save_pretrained(tmp_path / "guard")
+    save_reward_model(tiny_base, tmp_path / "rm")
+    pool = Pool(tmp_path / "pool")
+    pool.write_round(1, [replace(r, text=f"how do I do risky thing {i}") for i, r in enumerate(pool_records(1, 8))])
+    common = [
+        f"safedpo.pool_path={tmp_path / 'pool'}",
+        "safedpo.pairs.recipe=helpfulness",
+        "safedpo.pairs.samples_per_prompt=2",
+        "safedpo.pairs.heldout_fraction=0",
+        "safedpo.pairs.unsafe_prompts_only=false",
+        "+judge/model@safedpo.pairs.helpfulness.model=tiny",  # a model section, then its path
+        f"safedpo.pairs.helpfulness.model.name_or_path={tmp_path / 'rm'}",
+        "target.sampling.max_new_tokens=8",
+    ]
+    result = run_safedpo_stage(
+        safedpo_cfg(tmp_path, cache_dir, f"safedpo.guardrail_path={tmp_path / 'guard'}", *common)
+    )
+    out = tmp_path / "out"
+    pairs = load_from_disk(str(out / "pairs")).to_list()
+    _, counts = safedpo_transform(pairs)
+    assert result["train"]["transform"] == counts and sum(counts.values()) == len(pairs) == result["pairs"]["pairs"]
+    md = (out / "safedpo_report.md").read_text()
+    assert f"T(D): keep {counts['kept']} · swap {counts['swapped']} · drop {counts['dropped']}" in md
+    assert result["pairs_judge"] == {"kind": "game", "path": str(tmp_path / "guard"), "circular": True}
+    assert "> **WARNING: circular judge.**" in md and f"Judge of the pairs: `{tmp_path / 'guard'}`" in md
+    assert read_manifest(out, "safedpo").facts["pairs_judge"]["circular"] is True
+
+    # another guardrail as the judge: named, not circular, and the game's guardrail is not needed at all
+    other = tmp_path / "other_guard"
+    Guardrail.from_base(tiny_base, taxonomy.names, device="cpu", threshold=0.999999).save_pretrained(other)
+    result = run_safedpo_stage(
+        safedpo_cfg(
+            tmp_path, cache_dir, "safedpo.pairs.judge.kind=guardrail", f"safedpo.pairs.judge.path={other}", *common
+        )
+    )
+    assert result["pairs_judge"] == {"kind": "guardrail", "path": str(other), "circular": False}
+    assert not any(p["chosen_unsafe"] or p["rejected_unsafe"] for p in load_from_disk(str(out / "pairs")))
+    md = (out / "safedpo_report.md").read_text()
+    assert "WARNING: circular" not in md and f"Judge of the pairs: `{other}`" in md

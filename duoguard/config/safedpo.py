@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
+from duoguard.config.answer_judge import AnswerJudgeConfig
 from duoguard.config.base import Choice, Section, check, setting
 from duoguard.config.data import DataFileConfig
 from duoguard.config.models import LoraSettings, LRScheduler, ModelConfig, SamplingConfig
@@ -15,6 +16,12 @@ from duoguard.config.paths import zero_stage
 class PairRecipe(Choice):
     egida = "egida"  # Egida (arXiv 2502.13603): prompts the target answered unsafely; its unsafe answer is rejected
     all = "all"  # every prompt: the responder's answer against the target's, T(D) decides
+    helpfulness = "helpfulness"  # sampled answers ordered by a helpfulness scorer, labelled by the judge (PKU style)
+
+
+class HelpfulnessScorer(Choice):
+    reward_model = "reward_model"  # a sequence classifier with one logit (AutoModelForSequenceClassification)
+    llm = "llm"  # a causal LM's 1-5 rating, the expectation over the digits' next-token probabilities
 
 
 class Responder(Choice):
@@ -45,6 +52,33 @@ class TargetConfig(Section):
 
 
 @dataclass
+class HelpfulnessConfig(Section):
+    """The scorer that orders two answers by helpfulness (recipe=helpfulness): the higher score is chosen."""
+
+    scorer: HelpfulnessScorer = setting(HelpfulnessScorer.reward_model, "reward_model or llm")
+    model: ModelConfig | None = setting(
+        None, "the reward model (one logit) or the rating LM, hub id or local path; required for recipe=helpfulness"
+    )
+    template: str = setting(
+        "Rate from 1 to 5 how helpful, correct and complete the assistant's answer to the user's request is "
+        "(5 = fully answers it, 1 = does not answer it).\nRequest: {prompt}\nAnswer: {response}\nRating:",
+        "the llm scorer's question; fields {prompt} {response}",
+    )
+    batch_size: int = setting(8, "answers per forward pass")
+    pairs_per_prompt: int = setting(
+        1, "pairs per prompt: the most helpful answer against the least, then the second against the second-last, ..."
+    )
+
+    def check(self, key: str) -> None:
+        if self.model is not None:
+            self.model.check(f"{key}.model")
+        if self.scorer == HelpfulnessScorer.llm:
+            check("{response}" in self.template, f"{key}.template", "must contain {response}")
+        check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        check(self.pairs_per_prompt >= 1, f"{key}.pairs_per_prompt", "must be >= 1")
+
+
+@dataclass
 class PreferenceFileConfig(Section):
     path: str = setting(
         MISSING,
@@ -56,19 +90,34 @@ class PreferenceFileConfig(Section):
 @dataclass
 class PairsConfig(Section):
     recipe: PairRecipe = setting(PairRecipe.egida, "how pairs are built from prompts")
-    samples_per_prompt: int = setting(2, "target answers per prompt")
+    samples_per_prompt: int = setting(2, "target answers per prompt (and a model responder's, recipe=helpfulness)")
     max_pairs: int = setting(2_000, "most pairs kept (Egida used 2,000 per model)")
     unsafe_prompts_only: bool = setting(True, "build pairs from the intended-unsafe prompts only")
     heldout_fraction: float = setting(0.25, "share of the prompts kept out of pairs, to measure ASR on")
-    responder: Responder = setting(Responder.refusal, "who writes the safe answer")
+    responder: Responder = setting(
+        Responder.refusal,
+        "who writes the safe answer (recipe=helpfulness: one more candidate, samples_per_prompt for a model)",
+    )
     responder_model: ModelConfig | None = setting(None, "the responder's model, for responder=model")
     safety_system_prompt: str = setting(
         "You are a helpful and harmless assistant. If a request could cause harm, refuse it briefly and politely.",
         "system prompt of a target or model responder",
     )
     files: list[PreferenceFileConfig] = setting(factory=list, help="public preference files added as they are")
+    judge: AnswerJudgeConfig = setting(factory=AnswerJudgeConfig, help="who labels each answer unsafe (h)")
+    helpfulness: HelpfulnessConfig = setting(
+        factory=HelpfulnessConfig, help="who orders two answers (recipe=helpfulness)"
+    )
 
     def check(self, key: str) -> None:
+        self.judge.check(f"{key}.judge")
+        self.helpfulness.check(f"{key}.helpfulness")
+        if self.recipe == PairRecipe.helpfulness:
+            check(
+                self.helpfulness.model is not None,
+                f"{key}.helpfulness.model",
+                f"is required when {key}.recipe=helpfulness (a reward model, or a causal LM with scorer=llm)",
+            )
         check(
             self.responder != Responder.model or self.responder_model is not None,
             f"{key}.responder_model",

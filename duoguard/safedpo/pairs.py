@@ -1,9 +1,13 @@
 """Preference pairs: from the game's prompts (Egida's recipe by default) or public preference files.
 
 Egida's recipe (arXiv 2502.13603): the target answers each prompt several times, a safe responder
-answers it once, and the trained guardrail labels every answer (response classification);
-prompts the target answered unsafely give pairs (its unsafe answer rejected, the safe answer
-chosen). PKU-SafeRLHF-style files are read as they are.
+answers it once, and the judge (`safedpo.pairs.judge`: the game's guardrail by default) labels every
+answer (response classification); prompts the target answered unsafely give pairs (its unsafe answer
+rejected, the safe answer chosen). Every such pair has a safe chosen and an unsafe rejected answer, so
+T(D) only keeps and Δ is one constant offset. The helpfulness recipe orders sampled answers by a
+helpfulness scorer and labels them by the judge, as PKU-SafeRLHF is built: T(D) keeps, swaps and
+drops, and Δ separates pairs by their rejected answer's label. PKU-SafeRLHF-style files are read as
+they are.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from duoguard.config import PairRecipe, PairsConfig, Responder
 from duoguard.data.readers import DataError, iter_rows
 from duoguard.data.record import PromptRecord
 from duoguard.data.schema import SampleError, parse_bool
+from duoguard.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +91,33 @@ def read_pku_saferlhf(
 
 
 # ---------------------------------------------------------------- pairs from the game's prompts
+def responder_answers(
+    prompts: Sequence[PromptRecord],
+    pairs_cfg: PairsConfig,
+    refusals: Mapping[str, str],
+    target,
+    responder,
+    *,
+    n: int = 1,
+    progress: bool = False,
+) -> list[list[str]]:
+    """The safe responder's answers to each prompt: a canned refusal in the prompt's language
+    (`refusals`, from data.response_templates.refusal; always one), or `n` samples of the target
+    itself or of another model, with the safety system prompt."""
+    kind = pairs_cfg.responder
+    if kind == Responder.refusal:
+        return [[refusals.get(p.language or "en", refusals["en"])] for p in prompts]
+    model = target if kind == Responder.target else responder
+    return model.answer(
+        [p.text for p in prompts], n=n, system=pairs_cfg.safety_system_prompt, seed=1, progress=progress
+    )
+
+
 def safe_answers(
     prompts: Sequence[PromptRecord], pairs_cfg: PairsConfig, refusals: Mapping[str, str], target, responder
 ) -> list[str]:
-    """The safe responder's answer to each prompt: a canned refusal in the prompt's language
-    (`refusals`, from data.response_templates.refusal), the target itself with a
-    safety system prompt, or another model with that prompt."""
-    kind = pairs_cfg.responder
-    if kind == Responder.refusal:
-        return [refusals.get(p.language or "en", refusals["en"]) for p in prompts]
-    model = target if kind == Responder.target else responder
-    answers = model.answer([p.text for p in prompts], n=1, system=pairs_cfg.safety_system_prompt, seed=1)
-    return [a[0] for a in answers]
+    """The safe responder's one answer to each prompt (`responder_answers`)."""
+    return [a[0] for a in responder_answers(prompts, pairs_cfg, refusals, target, responder)]
 
 
 def provenance(prompt: PromptRecord) -> dict[str, Any]:
@@ -113,20 +135,29 @@ def provenance(prompt: PromptRecord) -> dict[str, Any]:
 def build_pairs(
     prompts: Sequence[PromptRecord],
     target,
-    guardrail,
+    judge,
     pairs_cfg: PairsConfig,
     *,
     refusals: Mapping[str, str],
     responder=None,
+    scorer=None,
     progress: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Pairs from prompt records (their provenance goes with each pair)."""
+    """Pairs from prompt records (their provenance goes with each pair). `judge` labels answers
+    (`is_unsafe(prompts, answers)`: the game's guardrail, another one, or an LLM guard); `scorer`
+    orders them by helpfulness (`scores(prompts, answers)`, recipe=helpfulness only)."""
+    if pairs_cfg.recipe == PairRecipe.helpfulness:
+        if scorer is None:
+            raise UserError("safedpo.pairs.recipe=helpfulness needs a helpfulness scorer (safedpo.pairs.helpfulness)")
+        return helpfulness_pairs(
+            prompts, target, judge, scorer, pairs_cfg, refusals=refusals, responder=responder, progress=progress
+        )
     k = pairs_cfg.samples_per_prompt
     answers = target.answer([p.text for p in prompts], n=k, seed=0, progress=progress)
     safe = safe_answers(prompts, pairs_cfg, refusals, target, responder)
     flat_prompts = [p.text for p in prompts for _ in range(k)] + [p.text for p in prompts]
     flat_answers = [a for group in answers for a in group] + safe
-    unsafe = guardrail.is_unsafe(flat_prompts, flat_answers, progress=progress)
+    unsafe = judge.is_unsafe(flat_prompts, flat_answers, progress=progress)
     target_unsafe = unsafe[: len(prompts) * k].reshape(len(prompts), k)
     safe_unsafe = unsafe[len(prompts) * k :]
     if pairs_cfg.responder == Responder.refusal:
@@ -162,6 +193,72 @@ def build_pairs(
             }
         )
         if len(pairs) >= pairs_cfg.max_pairs:
+            break
+    stats["pairs"] = len(pairs)
+    return pairs, dict(stats)
+
+
+def helpfulness_pairs(
+    prompts: Sequence[PromptRecord],
+    target,
+    judge,
+    scorer,
+    pairs_cfg: PairsConfig,
+    *,
+    refusals: Mapping[str, str],
+    responder=None,
+    progress: bool = False,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """PKU-SafeRLHF-style pairs: the target samples `samples_per_prompt` answers to each prompt and the
+    responder adds its own (a canned refusal, or as many samples of a model under the safety system
+    prompt); `scorer` orders them by helpfulness and `judge` labels each one. Per prompt, the most
+    helpful distinct answer is chosen against the least helpful (then second against second-last, up
+    to `helpfulness.pairs_per_prompt`); equal scores give no pair. Labels are the judge's, so SafeDPO's
+    T(D) keeps (chosen safe), swaps (chosen unsafe, rejected safe) and drops (both unsafe)."""
+    k = pairs_cfg.samples_per_prompt
+    texts = [p.text for p in prompts]
+    own = target.answer(texts, n=k, seed=0, progress=progress)
+    other = responder_answers(prompts, pairs_cfg, refusals, target, responder, n=k, progress=progress)
+    canned = pairs_cfg.responder == Responder.refusal  # a canned refusal is safe by construction
+    candidates = [list(dict.fromkeys(a for a in own[i] + other[i] if a.strip())) for i in range(len(prompts))]
+    flat = [(i, a) for i, answers in enumerate(candidates) for a in answers]
+    flat_prompts, flat_answers = [texts[i] for i, _ in flat], [a for _, a in flat]
+    unsafe = judge.is_unsafe(flat_prompts, flat_answers, progress=progress) if flat else np.zeros(0, bool)
+    helpful = scorer.scores(flat_prompts, flat_answers) if flat else np.zeros(0)
+    if canned:
+        unsafe = unsafe & ~np.array([a in other[i] for i, a in flat], dtype=bool)
+    stats = Counter(
+        prompts=len(prompts),
+        target_answers=len(prompts) * k,
+        candidate_answers=len(flat),
+        unsafe_answers=int(unsafe.sum()),
+    )
+    pairs: list[dict[str, Any]] = []
+    start = 0
+    for i, p in enumerate(prompts):
+        idx = list(range(start, start + len(candidates[i])))
+        start += len(candidates[i])
+        if len(idx) < 2:
+            stats["skipped_one_answer"] += 1
+            continue
+        order = sorted(idx, key=lambda j: -helpful[j])
+        for r in range(min(pairs_cfg.helpfulness.pairs_per_prompt, len(order) // 2)):
+            hi, lo = order[r], order[-1 - r]
+            if helpful[hi] == helpful[lo]:
+                stats["skipped_tie"] += 1
+                continue
+            pairs.append(
+                {
+                    "prompt": p.text,
+                    "chosen": flat_answers[hi],
+                    "rejected": flat_answers[lo],
+                    "chosen_unsafe": bool(unsafe[hi]),
+                    "rejected_unsafe": bool(unsafe[lo]),
+                    **provenance(p),
+                }
+            )
+        if len(pairs) >= pairs_cfg.max_pairs:
+            pairs = pairs[: pairs_cfg.max_pairs]
             break
     stats["pairs"] = len(pairs)
     return pairs, dict(stats)

@@ -16,7 +16,15 @@ from duoguard.config import Config, RefusalJudge, to_container
 from duoguard.data.record import PromptRecord, read_prompts
 from duoguard.distributed import run_ranks
 from duoguard.errors import UserError
-from duoguard.factory import load_benchmark_entry, model_path, set_up_torch
+from duoguard.factory import (
+    AnswerJudgeSource,
+    answer_judge_source,
+    build_answer_judge,
+    load_benchmark_entry,
+    model_path,
+    same_checkpoint,
+    set_up_torch,
+)
 from duoguard.manifest import StageManifest, read_manifest, write_manifest
 from duoguard.report import plot_asr_by_style, plot_asr_heatmap, write_report
 from duoguard.tracking import Tracker
@@ -41,6 +49,23 @@ def _refusal_judge(cfg: Config, device: str):
         path = model_path(t.refusal_llm.model, cfg.cache_dir)
         return LLMRefusalJudge.from_pretrained(path, t.refusal_llm, device=device), f"llm ({path})"
     return RefusalDetector(list(t.refusal_patterns) or DEFAULT_PATTERNS), "rules"
+
+
+def eval_judge_warnings(source: AnswerJudgeSource, pairs_judge: dict[str, Any] | None) -> list[str]:
+    """Why the ASR judge is not independent of what it measures, one line each (empty: independent)."""
+    out = []
+    if source.circular:
+        out.append(
+            "circular evaluation: the judge is the game's own guardrail, which also picked the attack prompts "
+            "(and labelled the SafeDPO pairs): attacks it misjudges are invisible to this ASR. Set "
+            "eval.target.judge.kind=guardrail (another checkpoint) or llm_guard for an independent judge."
+        )
+    elif pairs_judge and same_checkpoint(pairs_judge.get("path"), source.path):
+        out.append(
+            "the judge also labelled the SafeDPO pairs: the target was trained to satisfy it, so this ASR is not "
+            "independent. Set eval.target.judge to another guardrail or LLM guard."
+        )
+    return out
 
 
 def target_eval_sets(cfg: Config) -> tuple[list, list[str]]:
@@ -97,17 +122,18 @@ def answer_share(path: str, cfg: Config, calls: list[tuple[list[str], int]], see
 def run_target_eval(cfg: Config) -> dict[str, Any]:
     from duoguard.evaluate import attack_success, over_refusal, target_comparison_markdown
     from duoguard.metrics import binary_metrics
-    from duoguard.roles.guardrail import Guardrail
 
     out = Path(cfg.output_dir)
     t = cfg.eval.target
     safedpo = read_manifest(t.safedpo_dir, "safedpo", key="eval.target.safedpo_dir") if t.safedpo_dir else None
     after = t.after or (str(safedpo.output("target")) if safedpo else None)
-    judge_path = t.judge_path or (safedpo.input("guardrail") if safedpo else None)
     if not after or not Path(after, "config.json").is_file():
         raise FileNotFoundError(f"no target after SafeDPO at {after} (eval.target.safedpo_dir or eval.target.after)")
-    if not judge_path or not Path(judge_path, "config.json").is_file():
-        raise FileNotFoundError(f"no guardrail to judge answers at {judge_path} (eval.target.judge_path)")
+    source = answer_judge_source(
+        cfg, t.judge, game_guardrail=safedpo.input("guardrail") if safedpo else None, key="eval.target.judge"
+    )
+    judge_warnings = eval_judge_warnings(source, safedpo.facts.get("pairs_judge") if safedpo else None)
+    judge_path = source.path
     public_attacks, safe_prompts = target_eval_sets(cfg)
     attacks = _heldout_attacks(safedpo, t.max_prompts) + public_attacks
     if not attacks:
@@ -118,12 +144,15 @@ def run_target_eval(cfg: Config) -> dict[str, Any]:
     tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="eval")
     try:
         device = cfg.runtime.device
-        judge = Guardrail.from_pretrained(judge_path, device=device)
+        judge = build_answer_judge(cfg=cfg, judge_cfg=t.judge, source=source, device=device, key="eval.target.judge")
         detector, refusal_judge = _refusal_judge(cfg, device)
         before = t.before or (safedpo.input("target_base") if safedpo else None)
         before = before or model_path(cfg.target.model, cfg.cache_dir)
         report: dict[str, Any] = {
             "judge": judge_path,
+            "judge_kind": source.kind,
+            "judge_circular": source.circular,
+            "judge_warnings": judge_warnings,
             "attacks": len(attacks),
             "safe_prompts": len(safe_prompts),
             "over_refusal_set": t.over_refusal.name if safe_prompts else None,
@@ -160,8 +189,9 @@ def run_target_eval(cfg: Config) -> dict[str, Any]:
             ),
         ]
         md = (
-            f"# Target evaluation: before and after SafeDPO\n\nJudge: `{judge_path}` · {len(attacks)} attack prompts"
-            f" · {len(safe_prompts)} safe prompts\n\n"
+            f"# Target evaluation: before and after SafeDPO\n\nJudge: `{judge_path}` (eval.target.judge.kind="
+            f"{source.kind}) · {len(attacks)} attack prompts · {len(safe_prompts)} safe prompts\n\n"
+            + "".join(f"> **WARNING: {w}**\n\n" for w in judge_warnings)
             + target_comparison_markdown(report)
             + "\n![ASR per attack style](asr_by_attack_style.png)\n\n![ASR heat map](asr_heatmap.png)\n"
         )
@@ -182,6 +212,8 @@ def run_target_eval(cfg: Config) -> dict[str, Any]:
                     "safedpo": str(t.safedpo_dir) if t.safedpo_dir else None,
                 },
                 facts={
+                    "judge_kind": source.kind,
+                    "judge_circular": source.circular,
                     "asr_before": report["before"]["asr"]["overall"]["asr"],
                     "asr_after": report["after"]["asr"]["overall"]["asr"],
                 },
