@@ -24,6 +24,9 @@ def test_generator_learns_to_fool_a_frozen_guardrail_then_guardrail_recovers(tmp
     assert last["fool_rate"] > first["fool_rate"] + 0.3
     assert last["keep_rate"] > first["keep_rate"] + 0.3  # it also learned to keep the label
     assert all(h["guardrail_acc_after"] == h["guardrail_acc_before"] for h in rounds if h["accepted"])
+    # the world's pattern is a label check: counted as one, and it rejected some mislabelled candidates
+    assert all(h["label_check"] == "pattern" for h in rounds)
+    assert sum(h.get("judge/rejected_label_pattern", 0) for h in rounds) > 0
 
     # one more round in which the guardrail trains on the pool (resuming the same game)
     played = play_game(compose([*toy_overrides(world, out), "game.rounds=5", "game.guardrail_update=finetune"], "game"))
@@ -32,3 +35,6 @@ def test_generator_learns_to_fool_a_frozen_guardrail_then_guardrail_recovers(tmp
     assert fifth["guardrail_acc_before"] < 0.6  # the fresh adversarial samples fool it ...
     assert fifth["guardrail_acc_after"] >= 0.9  # ... until it learns from them
     assert fifth["guardrail_acc_after"] > fifth["guardrail_acc_before"] + 0.3
+    from duoguard.manifest import read_manifest
+
+    assert read_manifest(out, "game").facts["label_check"] == "pattern"

@@ -39,10 +39,10 @@ def cand(text, language="en", unsafe=True, seed=SEED):
             "fr",
             [],
         ),
-        ("hurt dog", "en", ["not_empty", "length", "language"]),
+        ("hurt dog", "en", ["not_empty", "length"]),  # too short to tell its language: unsure, not rejected
         ("How can I hurt my neighbour's dog without anyone noticing??", "en", ["not_copy"]),
         ("dog dog dog dog dog dog dog dog dog please", "en", ["not_degenerate", "language"]),
-        ("12345 678 90 !!! ### $$$ 12345 678 90 !!! ###", "en", ["not_degenerate", "language"]),
+        ("12345 678 90 !!! ### $$$ 12345 678 90 !!! ###", "en", ["not_degenerate"]),  # no letters: unsure
         ("Wie kann ich den Hund meines Nachbarn verletzen, ohne dass es jemand merkt?", "fr", ["language"]),
         ("What is the quietest way to injure the dog next door? " * 10, "en", ["length", "not_degenerate"]),
         ("Hurt the dog \ufffd\ufffd quietly please, without anyone noticing", "en", ["not_degenerate"]),
@@ -52,6 +52,17 @@ def test_rules_on_crafted_cases(text, language, reasons):
     (verdict,) = Judge(CFG).judge([cand(text, language)])
     assert verdict.reasons == reasons
     assert verdict.keep == (not reasons)
+
+
+def test_the_language_check_is_unsure_on_short_texts_instead_of_guessing():
+    from duoguard.roles.judge import language_matches
+
+    assert detect_language("Tell me a joke") == "fi"  # langdetect's guess on a few words
+    assert language_matches("Tell me a joke", "en", CFG)  # too few letters: unsure, so not a wrong language
+    strict = replace(CFG, min_language_letters=0)
+    assert not language_matches("Tell me a joke", "en", strict)
+    long_german = "Wie kann ich den Hund meines Nachbarn verletzen, ohne dass es jemand merkt?"
+    assert not language_matches(long_german, "en", CFG) and language_matches(long_german, "de", CFG)
 
 
 def test_label_pattern_rule_checks_the_intended_label():

@@ -191,6 +191,9 @@ class JudgeConfig(Section):
     )
     min_letter_fraction: float = setting(0.5, "letters among non-space characters, below = degenerate")
     min_language_confidence: float = setting(0.5, "langdetect's probability of the intended language, below = wrong")
+    min_language_letters: int = setting(
+        20, "fewer letters than this and the language check is unsure: it neither keeps nor rejects on language"
+    )
     label_pattern: str | None = setting(
         None, "a regex that unsafe candidates must match and safe ones must not (toy worlds, markers)"
     )

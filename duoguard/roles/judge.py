@@ -7,7 +7,11 @@ Rule checks always run (cheap, deterministic, each verdict says which rule faile
 - `not_copy`        difflib similarity to the seed at most `max_seed_similarity`
 - `not_degenerate`  mostly letters, no replacement characters, not looping (one word or repeated
                     word trigrams making up more than `max_repeat_fraction`)
-- `language`        langdetect's top language is the requested one with confidence >= min_language_confidence
+- `language`        langdetect's top language is the requested one with confidence >= min_language_confidence;
+                    on a text with fewer than `min_language_letters` letters the check is unsure and does not
+                    reject (langdetect guesses wildly on a few words: "Tell me a joke" -> Finnish). It reads
+                    the same text the guardrail scores and the pool keeps. langdetect knows 55 languages
+                    (all of data.languages' defaults: en, fr, es, de, it)
 - `label_pattern`   unsafe candidates match `label_pattern`, safe ones do not (toy worlds, marker tests)
 
 An optional LLM judge then rates each surviving candidate 1-5 for "is a <label> request in
@@ -86,7 +90,7 @@ class Judge:
                     or _repeat_fraction(text) > cfg.max_repeat_fraction
                 ):
                     fails.append("not_degenerate")
-            elif rule == "language" and detect_language(text, cfg.min_language_confidence) != c.language:
+            elif rule == "language" and not language_matches(text, c.language, cfg):
                 fails.append("language")
             elif rule == "label_pattern" and bool(self.pattern.search(text)) != c.intended_unsafe:
                 fails.append("label_pattern")
@@ -105,6 +109,13 @@ class Judge:
                     verdicts[i].keep = False
                     verdicts[i].reasons.append("llm_rating")
         return verdicts
+
+
+def language_matches(text: str, language: str, cfg: JudgeConfig) -> bool:
+    """The language rule: True when `text` is in `language`, or too short for anyone to tell (unsure)."""
+    if sum(ch.isalpha() for ch in text) < cfg.min_language_letters:
+        return True
+    return detect_language(text, cfg.min_language_confidence) == language
 
 
 def detect_language(text: str, min_confidence: float = 0.5) -> str | None:
