@@ -134,7 +134,7 @@ def pipeline_main(cfg: Config) -> None:
     from duoguard.pipeline import run_pipeline
 
     report = run_pipeline(cfg)
-    return report["after"]["asr"]["overall"]["asr"]  # for sweepers: attack success rate after SafeDPO
+    return report["objective"]  # for sweepers: ASR + weighted over-refusal after SafeDPO (search.*)
 
 
 @app("game")

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from duoguard.config import Config, with_overrides
+from duoguard.config import Config, SearchConfig, with_overrides
 from duoguard.manifest import has_manifest, read_manifest
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def run_pipeline(cfg: Config) -> dict[str, Any]:
     target_eval_sets(cfg)  # bad evaluation files fail now, not after the game and SafeDPO
 
     log.info("pipeline stage 1/3: the game (%s)", game)
-    play_game(_stage_cfg(cfg, game))
+    history = play_game(_stage_cfg(cfg, game))["history"]
 
     if has_manifest(safedpo, "safedpo"):
         log.info("pipeline stage 2/3: SafeDPO already done in %s", safedpo)
@@ -51,5 +51,22 @@ def run_pipeline(cfg: Config) -> dict[str, Any]:
 
     log.info("pipeline stage 3/3: evaluation (%s)", evaluation)
     report = run_target_eval(_stage_cfg(cfg, evaluation, **{"eval.target.safedpo_dir": str(safedpo)}))
-    log.info("pipeline done: %s", read_manifest(evaluation, "target_eval").output("markdown"))
+    report["objective"] = sweep_objective(report, history[-1] if history else {}, cfg.search)
+    log.info(
+        "pipeline done (objective %.4f): %s",
+        report["objective"],
+        read_manifest(evaluation, "target_eval").output("markdown"),
+    )
     return report
+
+
+def sweep_objective(report: dict[str, Any], game_metrics: dict[str, Any], s: SearchConfig) -> float:
+    """What a sweep minimises (search.*): the attack success rate after SafeDPO plus weighted over-refusal
+    after SafeDPO (a target that refuses everything pays for it) and the game guardrail's held-out F1 loss."""
+    after = report["after"]
+    value = after["asr"]["overall"]["asr"]
+    if s.over_refusal_weight:
+        value += s.over_refusal_weight * after["over_refusal"]["rate"]
+    if s.heldout_f1_weight:
+        value += s.heldout_f1_weight * (1.0 - (game_metrics.get("heldout_f1") or 0.0))
+    return float(value)

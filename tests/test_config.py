@@ -28,7 +28,7 @@ STAGES = {
     ],
     "game": [("duoguard.game", "play_game", {"history": []})],
     "safedpo": [("duoguard.stages.safedpo", "run_safedpo_stage", None)],
-    "pipeline": [("duoguard.pipeline", "run_pipeline", {"after": {"asr": {"overall": {"asr": 0.0}}}})],
+    "pipeline": [("duoguard.pipeline", "run_pipeline", {"objective": 0.0})],
 }
 
 
@@ -104,7 +104,7 @@ def test_optuna_sweeps_compose_and_every_searched_value_validates(monkeypatch, s
     hydra_cfg = _compose_with_hydra([f"sweep={sweep}", *app_overrides(app)], app).hydra
     assert hydra_cfg.runtime.choices["hydra/sweeper"] == "optuna"
     assert "OptunaSweeper" in hydra_cfg.sweeper._target_
-    params = OmegaConf.to_container(hydra_cfg.sweeper.params)
+    params = OmegaConf.to_container(hydra_cfg.sweeper.params, resolve=True)  # ranges come from search.*
     assert params
 
     run_app_checks(monkeypatch, app, [f"sweep={sweep}", *app_overrides(app)])

@@ -76,3 +76,53 @@ def test_optuna_sweeper_searches_and_reports_the_best_trial(tmp_path, cache_dir)
         for t in trials
     ]
     assert lrs[0] != lrs[1]  # the sampler proposed two settings
+
+
+def test_a_sweep_searches_the_presets_learning_rate_range():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from duoguard.config import conf_dir, register_configs
+
+    register_configs()
+
+    def searched(app: str, *overrides: str) -> dict:
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            cfg = hydra_compose(app, overrides=list(overrides), return_hydra_config=True)
+        return dict(cfg.hydra.sweeper.params)
+
+    tiny = searched("pipeline", "sweep=pipeline_optuna")
+    assert tiny["safedpo.learning_rate"] == "tag(log, interval(0.0001, 0.003))"
+    big = searched("pipeline", "sweep=pipeline_optuna", "experiment=safedpo_llama8b")
+    assert big["safedpo.learning_rate"] == "tag(log, interval(1e-07, 3e-06))"
+    lora = searched("pipeline", "sweep=pipeline_optuna", "experiment=safedpo_qwen7b_lora")
+    assert lora["safedpo.learning_rate"] == "tag(log, interval(5e-06, 0.0001))"
+    guard = searched("game", "sweep=game_optuna", "experiment=duoguard_qwen")
+    assert guard["guardrail.train.learning_rate"] == "tag(log, interval(1e-05, 0.0002))"
+
+
+def test_the_pipeline_objective_does_not_reward_refusing_everything():
+    from duoguard.config import SearchConfig
+    from duoguard.pipeline import sweep_objective
+
+    def report(asr: float, over_refusal: float) -> dict:
+        return {"after": {"asr": {"overall": {"asr": asr}}, "over_refusal": {"rate": over_refusal}}}
+
+    refuses_all, balanced = report(0.0, 1.0), report(0.1, 0.05)
+    s = SearchConfig()
+    assert sweep_objective(refuses_all, {}, s) == pytest.approx(1.0)
+    assert sweep_objective(balanced, {}, s) == pytest.approx(0.15)
+    assert sweep_objective(balanced, {}, s) < sweep_objective(refuses_all, {}, s)
+    asr_only = SearchConfig(over_refusal_weight=0.0)  # the old objective: the refuser would win the sweep
+    assert sweep_objective(refuses_all, {}, asr_only) < sweep_objective(balanced, {}, asr_only)
+    with_guard = SearchConfig(heldout_f1_weight=0.5)
+    assert sweep_objective(balanced, {"heldout_f1": 0.8}, with_guard) == pytest.approx(0.15 + 0.5 * 0.2)
+
+
+def test_an_over_refusal_weight_without_an_over_refusal_set_is_refused(tmp_path):
+    from duoguard.config import ConfigError
+    from tests.conftest import compose
+
+    with pytest.raises(ConfigError, match=r"search\.over_refusal_weight.*eval\.target\.over_refusal is null"):
+        compose(["eval.target.over_refusal=null"], config_name="pipeline")
+    compose(["eval.target.over_refusal=null", "search.over_refusal_weight=0"], config_name="pipeline")

@@ -13,9 +13,21 @@ from duoguard.config.game import GameConfig, GeneratorConfig, JudgeConfig
 from duoguard.config.guardrail import GuardrailConfig
 from duoguard.config.infra import HardwareConfig, LoggerConfig, RayConfig, RuntimeConfig, RuntimeName
 from duoguard.config.safedpo import SafeDPOConfig, TargetConfig
+from duoguard.config.search import SearchConfig
 
 # the sections each app uses, and so checks when it starts
-GAME_SECTIONS = ("taxonomy", "data", "guardrail", "generator", "judge", "game", "logger", "runtime", "hardware")
+GAME_SECTIONS = (
+    "taxonomy",
+    "data",
+    "guardrail",
+    "generator",
+    "judge",
+    "game",
+    "logger",
+    "runtime",
+    "hardware",
+    "search",
+)
 ALL_SECTIONS = (*GAME_SECTIONS, "target", "safedpo", "eval")
 APP_SECTIONS = {
     "guardrail": ("taxonomy", "data", "guardrail", "eval", "logger", "runtime", "hardware"),
@@ -48,6 +60,7 @@ class Config(Section):
     hardware: HardwareConfig = setting(
         factory=HardwareConfig, help="the GPUs the run is planned for (duoguard-plan and the check at app start)"
     )
+    search: SearchConfig = setting(factory=SearchConfig, help="what sweeps optimise and the ranges they search")
 
     def check(self, sections: tuple[str, ...] = ALL_SECTIONS) -> None:
         """Each listed section checks itself (errors name the full key); then the checks across sections."""
@@ -63,3 +76,10 @@ class Config(Section):
                     f"{role}.num_workers",
                     f"is {n}: in the game, a role's ranks need runtime=ray (one actor each)",
                 )
+        if "search" in sections and "eval" in sections:  # the pipeline's objective needs an over-refusal set
+            check(
+                self.search.over_refusal_weight == 0 or self.eval.target.over_refusal is not None,
+                "search.over_refusal_weight",
+                f"is {self.search.over_refusal_weight}, but eval.target.over_refusal is null: set an over-refusal set "
+                "(eval=none uses the seed set's safe prompts, eval=shared_benchmarks XSTest's) or set it to 0",
+            )
