@@ -9,12 +9,16 @@ actor); role builders take keyword arguments only, the ones a `RoleSpec` names.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
-from duoguard.config import BenchmarkConfig, Config, ConfigError, ModelConfig, OnBadRow
+from duoguard.config import BenchmarkConfig, Config, ConfigError, Contaminated, ModelConfig, OnBadRow
 from duoguard.data.benchmarks import Benchmark, load_benchmark
+from duoguard.data.decontam import Decontaminator
 from duoguard.data.readers import builtin_seed_texts, load_seeds, load_train_files
 from duoguard.data.responses import response_examples
 from duoguard.data.schema import Sample, SchemaContext, split_heldout
@@ -89,7 +93,17 @@ def load_benchmark_entry(b: BenchmarkConfig, key: str) -> Benchmark:
     UserError naming the config key, the file and (for a row) its line."""
     fmt = str(b.format)  # a BenchmarkFormat (its value), or a string a section built by hand was given
     try:
-        return load_benchmark(b.name, fmt, b.path, language=b.language, limit=b.limit, **dict(b.options))
+        return load_benchmark(
+            b.name,
+            fmt,
+            b.path,
+            language=b.language,
+            limit=b.limit,
+            columns=dict(b.columns),
+            unsafe_values=list(b.unsafe_values),
+            safe_values=list(b.safe_values),
+            **dict(b.options),
+        )
     except (UserError, OSError) as e:  # OSError: a missing, unreadable or damaged file
         raise UserError(f"{key} ({b.name}): {e}") from None
 
@@ -97,6 +111,94 @@ def load_benchmark_entry(b: BenchmarkConfig, key: str) -> Benchmark:
 def load_benchmarks_from(entries: Sequence[BenchmarkConfig], key: str) -> list[Benchmark]:
     """Benchmark files from a list of config entries; errors name `key[i]`."""
     return [load_benchmark_entry(b, f"{key}[{i}]") for i, b in enumerate(entries)]
+
+
+# ---------------------------------------------------------------- decontamination
+DECONTAMINATION_DIR = "decontamination"  # a run's overlap lists, one jsonl per training source
+T = TypeVar("T")
+
+
+def evaluation_entries(cfg: Config) -> list[tuple[str, BenchmarkConfig]]:
+    """(config key, entry) of every configured evaluation set: guardrail benchmarks, target attacks and the
+    over-refusal set. The built-in seed set as the offline over-refusal set is left out: it is the
+    training seed set itself (a smoke-test default; eval=shared_benchmarks measures on XSTest)."""
+    e = cfg.eval
+    entries = [(f"eval.benchmarks[{i}]", b) for i, b in enumerate(e.benchmarks)]
+    entries += [(f"eval.target.attacks[{i}]", b) for i, b in enumerate(e.target.attacks)]
+    if e.target.over_refusal is not None:
+        entries.append(("eval.target.over_refusal", e.target.over_refusal))
+    return [(k, b) for k, b in entries if not (str(b.format) == "duoguard_seeds" and b.path == "builtin")]
+
+
+def build_decontaminator(cfg: Config) -> Decontaminator | None:
+    """Every prompt (and answer) of every configured evaluation set, whole (their `limit`s ignored); None
+    when no evaluation set is configured."""
+    sets: dict[str, list[str]] = {}
+    for key, b in evaluation_entries(cfg):
+        bench = load_benchmark_entry(dataclasses.replace(b, limit=None), key)
+        texts = sets.setdefault(bench.name, [])
+        texts += [t for ex in bench.examples for t in (ex.text, ex.response) if t]
+    if not sets:
+        return None
+    d = cfg.data.decontamination
+    return Decontaminator({k: list(dict.fromkeys(v)) for k, v in sets.items()}, ngram=d.ngram, threshold=d.threshold)
+
+
+def decontaminate(
+    items: Sequence[T],
+    source: str,
+    cfg: Config,
+    finder: Decontaminator | None,
+    *,
+    text: Callable[[T], str],
+    family: Callable[[T], str] | None = None,
+    report: Path | None = None,
+) -> tuple[list[T], dict[str, int]]:
+    """Training items with near-copies of evaluation prompts (and, given `family`, their families) dropped,
+    kept or refused as `data.decontamination.action` says; the overlaps, both texts, are written to the jsonl
+    file `report` (replaced; empty when none). Returns the items to train on and counts for reports."""
+    if finder is None or not items:
+        return list(items), {"checked": len(items), "overlaps": 0, "dropped": 0}
+    action = cfg.data.decontamination.action
+    clean, contaminated, overlaps = finder.split(items, source, text, family)
+    if overlaps and action == Contaminated.fail:
+        shown = "; ".join(
+            f"{o.text!r} ~ {o.benchmark}: {o.benchmark_text!r} ({o.similarity:.2f})" for o in overlaps[:3]
+        )
+        raise UserError(
+            f"data.decontamination.action=fail: {len(overlaps)} {source} text(s) nearly copy evaluation prompts "
+            f"(similarity >= {finder.threshold}): {shown}"
+        )
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("".join(json.dumps(o.to_dict(), ensure_ascii=False) + "\n" for o in overlaps), "utf-8")
+    dropped = len(contaminated) if action == Contaminated.drop else 0
+    if overlaps:
+        log.warning(
+            "decontamination: %d %s text(s) nearly copy prompts of %s; %s (%s)",
+            len(overlaps),
+            source,
+            ", ".join(sorted({o.benchmark for o in overlaps})),
+            f"{dropped} row(s) dropped with their families" if dropped else "kept (data.decontamination.action)",
+            report or "not written",
+        )
+    kept = clean if action == Contaminated.drop else list(items)
+    return kept, {"checked": len(items), "overlaps": len(overlaps), "dropped": dropped}
+
+
+def decontaminated_training_samples(
+    cfg: Config, samples: list[Sample], finder: Decontaminator | None, run_dir: Path | None
+) -> tuple[list[Sample], dict[str, int]]:
+    """Seeds and data.train_files checked against every configured evaluation set (whole families dropped)."""
+    return decontaminate(
+        samples,
+        "training",
+        cfg,
+        finder,
+        text=lambda s: s.text,
+        family=lambda s: s.family or s.id,
+        report=run_dir / DECONTAMINATION_DIR / "training.jsonl" if run_dir else None,
+    )
 
 
 # ---------------------------------------------------------------- models and roles
@@ -189,3 +291,90 @@ def build_judge(*, cfg: Config, llm_path: str | None, device: str) -> Judge:
         model, tok = load_causal_lm(llm_path, j.llm.model, device)
         llm = LLMJudge(model, tok, template=j.llm.template, min_rating=j.llm.min_rating, batch_size=j.llm.batch_size)
     return Judge(j, llm)
+
+
+# ---------------------------------------------------------------- who judges the target's answers
+@dataclasses.dataclass(frozen=True)
+class AnswerJudgeSource:
+    """The judge of target answers a config names, resolved before any model loads."""
+
+    kind: str  # game | guardrail | llm_guard (AnswerJudge)
+    path: str  # the checkpoint or model it loads
+    circular: bool  # it is the guardrail of the game that picked the prompts (the pool)
+
+    def describe(self) -> str:
+        return f"{self.kind} ({self.path})"
+
+
+def same_checkpoint(a: str | None, b: str | None) -> bool:
+    return bool(a and b) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def answer_judge_source(cfg: Config, judge_cfg, *, game_guardrail: str | None, key: str) -> AnswerJudgeSource:
+    """Which model judges answers (`judge_cfg`, an AnswerJudgeConfig at `key`): `game` is `game_guardrail`
+    (the guardrail of the game whose pool gave the prompts); a missing checkpoint fails here, naming `key`."""
+    from duoguard.config import AnswerJudge
+
+    kind = AnswerJudge(judge_cfg.kind)
+    if kind == AnswerJudge.llm_guard:
+        return AnswerJudgeSource(str(kind), model_path(judge_cfg.model, cfg.cache_dir), circular=False)
+    path = game_guardrail if kind == AnswerJudge.game else str(Path(judge_cfg.path).expanduser())
+    if not path:
+        raise ConfigError(
+            f"{key}.kind=game, but there is no game guardrail (safedpo.game_dir or safedpo.guardrail_path; for "
+            f"eval.target, the SafeDPO run of eval.target.safedpo_dir): set {key}.kind=guardrail or llm_guard"
+        )
+    if not Path(path, "config.json").is_file():
+        raise FileNotFoundError(f"no guardrail checkpoint to judge answers at {path} ({key})")
+    return AnswerJudgeSource(str(kind), str(path), circular=same_checkpoint(path, game_guardrail))
+
+
+def build_answer_judge(*, cfg: Config, judge_cfg, source: AnswerJudgeSource, device: str, key: str):
+    """The judge `source` names, with `unsafe_scores` / `is_unsafe` / `threshold` whichever kind it is:
+    a Guardrail (its own threshold unless `judge_cfg.threshold`) or an LLMGuard over the taxonomy."""
+    from duoguard.models import pick_device
+
+    pin_threads(cfg.runtime.torch_threads)
+    device = pick_device(device)
+    if source.kind != "llm_guard":
+        from duoguard.roles.guardrail import Guardrail
+
+        return Guardrail.from_pretrained(source.path, device=device, threshold=judge_cfg.threshold)
+    from duoguard.models import load_causal_lm
+    from duoguard.roles.llm_guard import LLMGuard
+
+    model, tok = load_causal_lm(source.path, judge_cfg.model, device)
+    return LLMGuard(
+        model,
+        tok,
+        categories=[(c.code, c.name) for c in build_taxonomy(cfg).categories],
+        template=judge_cfg.template,
+        use_chat_template=judge_cfg.use_chat_template,
+        threshold=0.5 if judge_cfg.threshold is None else judge_cfg.threshold,
+        batch_size=judge_cfg.batch_size,
+        unsafe_token=judge_cfg.unsafe_token,
+        safe_token=judge_cfg.safe_token,
+        key=key,
+    )
+
+
+def build_helpfulness_scorer(*, cfg: Config, helpfulness_cfg, device: str, key: str = "safedpo.pairs.helpfulness"):
+    """The scorer that orders answers by helpfulness (`scores(prompts, responses)`, higher = better)."""
+    from duoguard.config import HelpfulnessScorer
+    from duoguard.models import pick_device
+
+    pin_threads(cfg.runtime.torch_threads)
+    h, device = helpfulness_cfg, pick_device(device)
+    path = model_path(h.model, cfg.cache_dir)
+    if HelpfulnessScorer(h.scorer) == HelpfulnessScorer.reward_model:
+        from duoguard.roles.helpfulness import RewardModel
+
+        return RewardModel.from_pretrained(path, h.model, device=device, batch_size=h.batch_size, key=f"{key}.model")
+    from duoguard.models import load_causal_lm
+    from duoguard.roles.helpfulness import LLMHelpfulnessRater
+
+    model, tok = load_causal_lm(path, h.model, device)
+    try:
+        return LLMHelpfulnessRater(model, tok, template=h.template, batch_size=h.batch_size)
+    except UserError as e:
+        raise ConfigError(f"{key}: {str(e).removeprefix('judge.llm: ')}") from None

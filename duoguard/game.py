@@ -31,15 +31,20 @@ import numpy as np
 from duoguard.atomic import atomic_dir
 from duoguard.checkpoints import Checkpoints, GameState
 from duoguard.config import Config, GuardrailUpdate, to_container
+from duoguard.data.decontam import Decontaminator
 from duoguard.data.pool import Pool, normalise
 from duoguard.data.record import PromptRecord
 from duoguard.data.schema import Sample
 from duoguard.errors import GameStopped
 from duoguard.factory import (
+    DECONTAMINATION_DIR,
+    build_decontaminator,
     build_generator,
     build_guardrail,
     build_judge,
     build_taxonomy,
+    decontaminate,
+    decontaminated_training_samples,
     load_training_samples,
     model_path,
     set_up_torch,
@@ -112,6 +117,7 @@ def play_round(
     pool: Pool,
     seeds: list[Sample],
     heldout: list[Sample],
+    finder: Decontaminator | None,
     cfg: Config,
     out_dir: Path,
 ) -> tuple[dict[str, Any], list[PromptRecord]]:
@@ -134,6 +140,9 @@ def play_round(
     records = rollout.records
     # new: not a seed of either side (a rewrite that lands on a held-out seed would leak it into training)
     accepted = accept(records, pool.texts(), {normalise(s.text) for s in (*seeds, *heldout)}, r)
+    # and not a near-copy of an evaluation prompt (data.decontamination)
+    report = out_dir / DECONTAMINATION_DIR / f"round-{r:04d}.jsonl"
+    accepted, contamination = decontaminate(accepted, "pool", cfg, finder, text=lambda x: x.text, report=report)
     pool.write_round(r, accepted)
     lap("pool")
     before = decision_accuracy(np.array([a.guardrail_score for a in accepted]), accepted, threshold)
@@ -173,6 +182,7 @@ def play_round(
         "heldout_f1": held["f1"],
         "heldout_auprc": held["auprc"],
         "pool_size": len(pool.records()),
+        "pool_contaminated": contamination["overlaps"],  # near-copies of evaluation prompts (not pooled by default)
         "label_check": cfg.judge.label_check.value,  # "none": the kept candidates' labels are unchecked
         **judge_rejections(records),
         "kl": rollout.stats.pop("kl", None),
@@ -271,7 +281,11 @@ def check_nonfinite(history: list[dict], r: int, limit: int) -> None:
 def play_game(cfg: Config) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir)
     taxonomy = build_taxonomy(cfg)
-    seeds, heldout = split_with_responses(load_training_samples(cfg, taxonomy), cfg)
+    finder = build_decontaminator(cfg)  # every configured evaluation set: no training text may nearly copy one
+    samples, decontamination = decontaminated_training_samples(
+        cfg, load_training_samples(cfg, taxonomy), finder, out_dir
+    )
+    seeds, heldout = split_with_responses(samples, cfg)
     checkpoints = Checkpoints(out_dir / "checkpoints", keep=cfg.game.keep_checkpoints)
     state = checkpoints.resume_state(cfg.game.resume.value)
     rounds = cfg.game.rounds
@@ -317,7 +331,7 @@ def play_game(cfg: Config) -> dict[str, Any]:
         r, failures = len(history) + 1, 0
         while r <= rounds:
             try:  # a round counts once its checkpoint is written
-                metrics, records = play_round(r, roles, sampler, pool, seeds, heldout, cfg, out_dir)
+                metrics, records = play_round(r, roles, sampler, pool, seeds, heldout, finder, cfg, out_dir)
                 entry = {"round": r, **metrics, "role_failures": failures}
                 check_nonfinite([*history, entry], r, cfg.game.max_nonfinite_updates)
                 checkpoints.save(r, roles, GameState(r, [*history, entry], tracker.run_id, pool.manifest()))
@@ -349,7 +363,13 @@ def play_game(cfg: Config) -> dict[str, Any]:
                 metrics["seconds_round"],
             )
             r, failures = r + 1, 0
-        export_final(checkpoints.latest_dir(), out_dir, tracker, cfg)
+        export_final(
+            checkpoints.latest_dir(),
+            out_dir,
+            tracker,
+            cfg,
+            {"against": finder.benchmarks if finder else [], **decontamination},
+        )
         return {"rounds": len(history), "history": history, "output_dir": str(out_dir)}
     finally:
         runtime.shutdown()
@@ -358,7 +378,7 @@ def play_game(cfg: Config) -> dict[str, Any]:
         shutil.rmtree(out_dir / ".generator", ignore_errors=True)
 
 
-def export_final(ckpt: Path, out_dir: Path, tracker: Tracker, cfg: Config) -> None:
+def export_final(ckpt: Path, out_dir: Path, tracker: Tracker, cfg: Config, decontamination: dict[str, Any]) -> None:
     """The last round's models (without optimizer state) and the pool, also as W&B artifacts;
     then the game's manifest (last: its presence means the game finished)."""
     for name in ("generator", "guardrail"):
@@ -366,13 +386,15 @@ def export_final(ckpt: Path, out_dir: Path, tracker: Tracker, cfg: Config) -> No
     tracker.log_artifact(out_dir / "pool", "pool", "dataset")
     tracker.log_artifact(out_dir / "guardrail", "guardrail", "model")
     tracker.log_artifact(out_dir / "generator", "generator", "model")
-    write_game_manifest(out_dir, cfg)
+    write_game_manifest(out_dir, cfg, decontamination)
 
 
-def write_game_manifest(out_dir: Path, cfg: Config) -> None:
+def write_game_manifest(out_dir: Path, cfg: Config, decontamination: dict[str, Any] | None = None) -> None:
     outputs = {"pool": "pool", "guardrail": "guardrail", "generator": "generator", "metrics": "metrics.jsonl"}
     inputs = {"guardrail_base": cfg.guardrail.model.name_or_path, "generator_base": cfg.generator.model.name_or_path}
     facts = {"rounds": cfg.game.rounds, "label_check": cfg.judge.label_check.value}
+    if decontamination is not None:  # training seeds and files vs the evaluation sets (the pool: metrics)
+        facts["decontamination"] = decontamination
     write_manifest(out_dir, StageManifest("game", outputs, inputs, facts, config=to_container(cfg)))
 
 

@@ -85,3 +85,14 @@ def plot_asr_heatmap(before: Mapping[str, Mapping], after: Mapping[str, Mapping]
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
+
+
+def decontamination_line(counts: dict[str, int]) -> str:
+    """One line on what decontamination found (counts from factory.decontaminate)."""
+    if not counts.get("overlaps"):
+        checked = counts.get("checked", 0)
+        return f"Decontamination: {checked:,} training texts checked, no near-copy of an evaluation prompt."
+    return (
+        f"Decontamination: {counts['overlaps']:,} of {counts['checked']:,} training texts nearly copy evaluation "
+        f"prompts; {counts['dropped']:,} rows left out (with their families); both texts in decontamination/."
+    )

@@ -5,7 +5,9 @@ logistic-regression baselines.
     python scripts/bench_guardrail_quality.py                     # ~25 min on 2 CPU cores
     python scripts/bench_guardrail_quality.py --seeds 0,1,2 --taxonomy duoguard12
 
-Training data (never XSTest), two sets: `refusal_direction` (its harmful train split against
+Training data (never XSTest), two sets, each decontaminated against XSTest first (duoguard's own check,
+data.decontamination's defaults: character 5-gram Jaccard >= 0.5 drops a row and its seed family; the
+removed rows are printed with the XSTest prompt they copy): `refusal_direction` (its harmful train split against
 Alpaca instructions) and `mix`, which adds AdvBench, HarmBench, StrongREJECT, MaliciousInstruct,
 JailbreakBench's harmful and benign look-alike behaviours, and duoguard's seed set (question-style
 requests and XSTest-style safe look-alikes, all its languages, twice). Categories are mapped
@@ -14,6 +16,11 @@ default head is the `binary` taxonomy, like the baseline's single logistic outpu
 
 The reference point: frozen MiniLM embeddings + logistic regression on refusal_direction alone
 score XSTest F1 0.670; the script recomputes the frozen baselines in the same run.
+
+Decisions: every method trains on 85% of its data (split by family, stratified by language and label)
+and calibrates its threshold on the other 15% with the guardrail's own rule (`best_f1`,
+duoguard.metrics.calibrate_threshold); XSTest F1 is reported at 0.5 and at that threshold. XSTest
+never chooses anything.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from duoguard.config import DataConfig  # noqa: E402
 from duoguard.data.benchmarks import load_benchmark  # noqa: E402
-from duoguard.data.schema import Sample  # noqa: E402
-from duoguard.metrics import binary_metrics  # noqa: E402
+from duoguard.data.decontam import Decontaminator  # noqa: E402
+from duoguard.data.schema import Sample, split_heldout  # noqa: E402
+from duoguard.metrics import binary_metrics, calibrate_threshold  # noqa: E402
 from duoguard.report import markdown_table  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -108,6 +116,15 @@ def full_mix(harmless: int, seed: int, taxonomy, seed_repeat: int = 1, seed_lang
     return out + seeds * seed_repeat  # the small on-distribution seed set, repeated
 
 
+def decontaminated(finder: Decontaminator, name: str, rows: list[Sample]) -> list[Sample]:
+    """`rows` without near-copies of XSTest prompts (nor their seed families); prints what left."""
+    clean, dropped, overlaps = finder.split(rows, name, text=lambda s: s.text, family=lambda s: s.family)
+    print(f"decontamination of {name}: {len(overlaps)} near-copies of XSTest, {len(dropped)} rows dropped")
+    for o in sorted(set(overlaps), key=lambda o: -o.similarity):
+        print(f"  {o.similarity:.2f}  {o.text!r}  ~  {o.benchmark_text!r}")
+    return clean
+
+
 @torch.inference_mode()
 def embed(model, tok, texts: list[str], batch: int = 64) -> np.ndarray:
     """Sentence-transformers' mean pooling over the frozen encoder."""
@@ -120,18 +137,27 @@ def embed(model, tok, texts: list[str], batch: int = 64) -> np.ndarray:
     return np.concatenate(out)
 
 
-def frozen_baseline(path: str, train: list[Sample], test_texts: list[str], test_labels: np.ndarray) -> dict:
+def scored(test_labels: np.ndarray, scores: np.ndarray, calib: list[Sample], calib_scores: np.ndarray) -> dict:
+    """XSTest metrics at 0.5 (`f1@0.5`) and at the threshold best_f1 picks on the calibration split."""
+    t = calibrate_threshold([s.unsafe for s in calib], calib_scores, "best_f1")
+    t = 0.5 if t is None else t
+    return {**binary_metrics(test_labels, scores, t), "f1@0.5": binary_metrics(test_labels, scores, 0.5)["f1"], "t": t}
+
+
+def frozen_baseline(path: str, data: list[Sample], test_texts: list[str], test_labels: np.ndarray) -> dict:
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoModel, AutoTokenizer
 
+    train, calib = split_heldout(data, 0.15, seed=0)
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
     start = time.perf_counter()
     clf = LogisticRegression(max_iter=2000).fit(embed(model, tok, [s.text for s in train]), [s.unsafe for s in train])
     scores = clf.predict_proba(embed(model, tok, test_texts))[:, 1]
-    return {**binary_metrics(test_labels, scores, 0.5), "seconds": time.perf_counter() - start}
+    calib_scores = clf.predict_proba(embed(model, tok, [s.text for s in calib]))[:, 1]
+    return {**scored(test_labels, scores, calib, calib_scores), "seconds": time.perf_counter() - start}
 
 
-def fine_tuned(path: str, train: list[Sample], test_texts, test_labels, args, out_dir: Path) -> dict:
+def fine_tuned(path: str, data: list[Sample], test_texts, test_labels, args, out_dir: Path) -> dict:
     from duoguard.config import compose
     from duoguard.factory import build_taxonomy, new_guardrail
     from duoguard.stages.guardrail import train_guardrail
@@ -157,14 +183,16 @@ def fine_tuned(path: str, train: list[Sample], test_texts, test_labels, args, ou
         ],
     )
     taxonomy = build_taxonomy(cfg)
-    train = [dataclasses.replace(s, categories=taxonomy.resolve_all(s.categories)) for s in train]
+    data = [dataclasses.replace(s, categories=taxonomy.resolve_all(s.categories)) for s in data]
+    train, calib = split_heldout(data, 0.15, seed=0)  # the same split for every training seed
     torch.manual_seed(args.seed)
     guard = new_guardrail(cfg, taxonomy)
     start = time.perf_counter()
     stats = train_guardrail(guard, train, cfg, out_dir)
     scores = guard.unsafe_scores(test_texts)
+    calib_scores = guard.unsafe_scores([s.text for s in calib])
     return {
-        **binary_metrics(test_labels, scores, guard.threshold),
+        **scored(test_labels, scores, calib, calib_scores),
         "seconds": time.perf_counter() - start,
         "train_loss": stats["train_loss"],
     }
@@ -197,6 +225,9 @@ def main() -> None:
     test_labels = np.array([e.unsafe for e in xstest.examples])
     rd = refusal_direction(args.harmless, 0)
     mix = full_mix(args.harmless, 0, taxonomy, args.seed_repeat, tuple(args.seed_languages.split(",")))
+    d = DataConfig().decontamination
+    finder = Decontaminator({"xstest": test_texts}, ngram=d.ngram, threshold=d.threshold)
+    rd, mix = (decontaminated(finder, name, rows) for name, rows in (("refusal_direction", rd), ("mix", mix)))
     rows = [
         (
             "frozen MiniLM + logistic regression",
@@ -216,13 +247,17 @@ def main() -> None:
         if len(runs) > 1:
             mean = {
                 k: float(np.mean([r[k] for r in runs]))
-                for k in ("f1", "precision", "recall", "fpr", "auprc", "seconds")
+                for k in ("f1@0.5", "f1", "t", "precision", "recall", "fpr", "auprc", "seconds")
             }
             rows.append(
                 (tuned, f"{name} (mean of {len(runs)}, F1 sd {np.std([r['f1'] for r in runs]):.3f})", len(data), mean)
             )
-    cols = ["method", "training data", "train n", "XSTest F1", "precision", "recall", "FPR", "AUPRC", "seconds"]
-    table = [[m, d, n, r["f1"], r["precision"], r["recall"], r["fpr"], r["auprc"], r["seconds"]] for m, d, n, r in rows]
+    cols = ["method", "training data", "data n", "F1 @0.5", "threshold", "F1 @threshold", "precision", "recall", "FPR"]
+    cols += ["AUPRC", "seconds"]
+    table = [
+        [m, d, n, r["f1@0.5"], r["t"], r["f1"], r["precision"], r["recall"], r["fpr"], r["auprc"], r["seconds"]]
+        for m, d, n, r in rows
+    ]
     print(
         f"\nXSTest: {len(test_texts)} prompts ({int(test_labels.sum())} unsafe); fine-tuning: {args.epochs} epochs, "
         f"lr {args.lr} (head x{args.head_lr_multiplier:g}), {args.taxonomy} head"

@@ -14,8 +14,8 @@ FLOORS = {
     # config/ is a package on floor 0.5 (it imports only errors); inside it, in order:
     0.51: ["config.base"],
     0.52: ["config.paths", "config.data", "config.models", "config.infra"],
-    0.53: ["config.guardrail", "config.game"],
-    0.54: ["config.safedpo", "config.evaluation"],
+    0.53: ["config.guardrail", "config.game", "config.answer_judge"],
+    0.54: ["config.safedpo", "config.evaluation", "config.search"],
     0.55: ["config.root"],
     0.56: ["config.composition"],
     0.59: ["config"],  # the package's face (duoguard/config/__init__.py)
@@ -32,16 +32,17 @@ FLOORS = {
         "manifest",
         "plan",
     ],
-    2: ["data.schema", "report"],  # data/ is one floor, in order: schema, record, readers, the rest
+    2: ["data.schema", "data.decontam", "report"],  # data/ is one floor, in order: schema, record, readers, the rest
     2.2: ["data.record"],
     2.3: ["data.readers", "data.responses", "data.pool", "prompts"],
     2.5: ["data.benchmarks"],
     3: ["roles.generator", "roles.guardrail", "roles.judge", "roles.target"],
+    3.1: ["roles.llm_guard", "roles.helpfulness"],  # helpfulness rates with the judge's LLM rater
     # runtime/ is a package on floor 3.9 (it knows no role class); inside it, in order:
     3.91: ["runtime.handles", "runtime.placement"],
     3.92: ["runtime.local", "runtime.ray_actors"],
     3.99: ["runtime"],  # the package's face (duoguard/runtime/__init__.py)
-    4: ["factory", "evaluate", "referee", "refusal", "checkpoints"],
+    4: ["factory", "evaluate", "suite", "referee", "refusal", "checkpoints"],
     4.1: ["safedpo.transform"],  # safedpo/: pairs and their transform, then the trainer
     4.2: ["safedpo.pairs", "safedpo.trainer"],
     5: ["game", "stages.guardrail", "stages.safedpo", "stages.target_eval", "classify"],

@@ -13,6 +13,11 @@ composition Hydra composition -> `Config` (`compose`, `load`), `require`, `to_co
 paths       conf/ and files named in config
 """
 
+from duoguard.config.answer_judge import (
+    LLAMA_GUARD_TEMPLATE,
+    AnswerJudge,
+    AnswerJudgeConfig,
+)
 from duoguard.config.base import (
     Choice,
     ConfigError,
@@ -33,6 +38,7 @@ from duoguard.config.composition import (
 from duoguard.config.data import (
     ATTACK_STYLES,
     CategoryConfig,
+    Contaminated,
     DataConfig,
     DataFileConfig,
     FileFormat,
@@ -65,6 +71,8 @@ from duoguard.config.game import (
     RewardScaling,
 )
 from duoguard.config.guardrail import (
+    CalibrationConfig,
+    CalibrationRule,
     GuardrailConfig,
     GuardrailTrainConfig,
     LossType,
@@ -100,6 +108,8 @@ from duoguard.config.root import (
     Config,
 )
 from duoguard.config.safedpo import (
+    HelpfulnessConfig,
+    HelpfulnessScorer,
     PairRecipe,
     PairsConfig,
     PreferenceFileConfig,
@@ -107,13 +117,21 @@ from duoguard.config.safedpo import (
     SafeDPOConfig,
     TargetConfig,
 )
+from duoguard.config.search import SearchConfig
 
 __all__ = [
     "ALL_SECTIONS",
     "APP_SECTIONS",
+    "AnswerJudge",
+    "AnswerJudgeConfig",
+    "LLAMA_GUARD_TEMPLATE",
+    "HelpfulnessConfig",
+    "HelpfulnessScorer",
     "ATTACK_STYLES",
     "BenchmarkConfig",
     "BenchmarkFormat",
+    "CalibrationConfig",
+    "CalibrationRule",
     "CategoryConfig",
     "Choice",
     "compile_regex",
@@ -123,6 +141,7 @@ __all__ = [
     "Config",
     "config_file",
     "ConfigError",
+    "Contaminated",
     "DataConfig",
     "DataFileConfig",
     "EvalConfig",
@@ -170,6 +189,7 @@ __all__ = [
     "RuntimeConfig",
     "RuntimeName",
     "SafeDPOConfig",
+    "SearchConfig",
     "SamplingConfig",
     "SCHEMA_NAME",
     "setting",

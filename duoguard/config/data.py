@@ -108,6 +108,28 @@ ATTACK_STYLES = [
 ]
 
 
+class Contaminated(Choice):
+    drop = "drop"  # leave training rows that nearly copy an evaluation prompt (and their families) out
+    report = "report"  # keep them, but list them in the run's decontamination report
+    fail = "fail"  # stop before training, naming the first overlaps
+
+
+@dataclass
+class DecontaminationConfig(Section):
+    """Training texts checked against every configured evaluation set (eval.benchmarks, eval.target's attacks
+    and over-refusal set) before training: seeds, data.train_files, the game's pool, SafeDPO's prompts."""
+
+    action: Contaminated = setting(Contaminated.drop, "what happens to a training text that nearly copies one")
+    threshold: float = setting(
+        0.5, "Jaccard similarity of character n-gram sets at which a text counts as a near-copy (see BENCHMARKS.md)"
+    )
+    ngram: int = setting(5, "n of the character n-grams")
+
+    def check(self, key: str) -> None:
+        check(0.0 < self.threshold <= 1.0, f"{key}.threshold", f"must be in (0, 1], got {self.threshold}")
+        check(self.ngram >= 2, f"{key}.ngram", f"must be >= 2, got {self.ngram}")
+
+
 @dataclass
 class DataConfig(Section):
     seeds: str | None = setting(
@@ -130,6 +152,9 @@ class DataConfig(Section):
     split_seed: int = setting(0, "seed of the train / held-out split")
     on_bad_row: OnBadRow = setting(OnBadRow.fail, "fail: stop at the first bad row (file and line); skip: count it")
     max_text_chars: int = setting(20_000, "longest text accepted in a row, in characters")
+    decontamination: DecontaminationConfig = setting(
+        factory=DecontaminationConfig, help="near-copies of evaluation prompts in training data"
+    )
 
     def check(self, key: str) -> None:
         check(
@@ -143,3 +168,4 @@ class DataConfig(Section):
         for i, f in enumerate(self.train_files):
             f.check(f"{key}.train_files[{i}]")
         self.response_templates.check(f"{key}.response_templates")
+        self.decontamination.check(f"{key}.decontamination")

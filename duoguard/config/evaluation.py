@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from duoguard.config.answer_judge import AnswerJudgeConfig
 from duoguard.config.base import Choice, Section, check, compile_regex, setting
 from duoguard.config.game import LLMJudgeConfig
 
@@ -27,6 +28,11 @@ class BenchmarkFormat(Choice):
     harmbench = "harmbench"
     samples = "samples"  # our own sample schema (jsonl, csv or parquet)
     duoguard_seeds = "duoguard_seeds"  # path: builtin = the shipped seed set
+    duoguard_eval_data = "duoguard_eval_data"  # DuoGuard's evaluation release; options.benchmark picks the file
+    table = "table"  # any csv/json/jsonl/parquet file, its columns named by `columns`
+
+
+TABLE_COLUMNS = ("text", "label", "response", "language", "category")  # the fields `columns` may map
 
 
 class EvalMode(Choice):
@@ -50,8 +56,34 @@ class BenchmarkConfig(Section):
         factory=dict,
         help="loader options, e.g. {human_annotated_only: true} (toxicchat), {toxicity_threshold: 1.0} (rtp_lx), "
         "{attack_prompts: true} (jbb_artifacts), {functional_categories: [standard]} (harmbench), "
-        "{languages: [en, it]} (multijail)",
+        "{languages: [en, it]} (multijail), {benchmark: xsafety} (duoguard_eval_data)",
     )
+    columns: dict[str, str] = setting(
+        factory=dict,
+        help="format=table: our field -> the file's column, e.g. {text: question, label: is_harmful}; "
+        f"fields: {', '.join(TABLE_COLUMNS)} (text and label required)",
+    )
+    unsafe_values: list[str] = setting(
+        factory=list,
+        help="format=table: label values that mean unsafe; empty = the label is a boolean (1, true, unsafe)",
+    )
+    safe_values: list[str] = setting(
+        factory=list, help="format=table with unsafe_values: the values that mean safe (any other value is an error)"
+    )
+
+    def check(self, key: str) -> None:
+        for field in self.columns:
+            known = ", ".join(TABLE_COLUMNS)
+            check(field in TABLE_COLUMNS, f"{key}.columns.{field}", f"unknown field (known: {known})")
+        if self.format == BenchmarkFormat.table:
+            for field in ("text", "label"):
+                check(field in self.columns, f"{key}.columns.{field}", "is required for format=table")
+        else:
+            for name in ("columns", "unsafe_values", "safe_values"):
+                check(not getattr(self, name), f"{key}.{name}", f"is for format=table only, not {self.format}")
+        both = sorted(set(self.unsafe_values) & set(self.safe_values))
+        check(not both, f"{key}.safe_values", f"{both} also in unsafe_values")
+        check(not self.safe_values or bool(self.unsafe_values), f"{key}.safe_values", "needs unsafe_values too")
 
 
 @dataclass
@@ -63,7 +95,13 @@ class TargetEvalConfig(Section):
     )
     before: str | None = setting(None, "the target before SafeDPO; null = the SafeDPO run's base (or target.model)")
     after: str | None = setting(None, "overrides the SafeDPO run's target")
-    judge_path: str | None = setting(None, "the guardrail labelling answers; null = the SafeDPO run's")
+    judge: AnswerJudgeConfig = setting(
+        factory=AnswerJudgeConfig,
+        help="who labels answers unsafe for the ASR: game = the SafeDPO run's game guardrail (circular: it "
+        "also picked the attacks and labelled the pairs), guardrail = another checkpoint, llm_guard = a "
+        "Llama-Guard-style LM",
+    )
+    judge_path: str | None = setting(None, "removed: use eval.target.judge.kind=guardrail eval.target.judge.path=...")
     attacks: list[BenchmarkConfig] = setting(factory=list, help="attack prompt files (their unsafe prompts)")
     over_refusal: BenchmarkConfig | None = setting(
         None, "its safe prompts measure over-refusal (eval=none: the seed set's; eval=shared_benchmarks: XSTest's)"
@@ -88,6 +126,12 @@ class TargetEvalConfig(Section):
     )
 
     def check(self, key: str) -> None:
+        check(
+            self.judge_path is None,
+            f"{key}.judge_path",
+            f"has moved: set {key}.judge.kind=guardrail {key}.judge.path={self.judge_path}",
+        )
+        self.judge.check(f"{key}.judge")
         check(self.samples_per_prompt >= 1, f"{key}.samples_per_prompt", "must be >= 1")
         check(self.num_workers >= 1, f"{key}.num_workers", "must be >= 1")
         check(self.max_prompts is None or self.max_prompts >= 1, f"{key}.max_prompts", "must be >= 1 or null")
@@ -116,4 +160,6 @@ class EvalConfig(Section):
 
     def check(self, key: str) -> None:
         check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        for i, bench in enumerate(self.benchmarks):
+            bench.check(f"{key}.benchmarks[{i}]")
         self.target.check(f"{key}.target")

@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from duoguard.atomic import atomic_dir
-from duoguard.config import Config, ConfigError, to_container
+from duoguard.config import BenchmarkFormat, Config, ConfigError, to_container
 from duoguard.data.benchmarks import Benchmark, samples_benchmark
 from duoguard.data.schema import Sample
 from duoguard.distributed import run_ranks
 from duoguard.evaluate import eval_tables, evaluate_guardrail, flat_metrics
 from duoguard.factory import (
+    build_decontaminator,
     build_guardrail,
     build_taxonomy,
+    decontaminated_training_samples,
     load_benchmarks_from,
     load_training_samples,
     model_path,
@@ -31,7 +33,9 @@ from duoguard.factory import (
     split_with_responses,
 )
 from duoguard.manifest import StageManifest, write_manifest
-from duoguard.report import markdown_table, write_report
+from duoguard.metrics import calibrate_thresholds
+from duoguard.report import decontamination_line, markdown_table, write_report
+from duoguard.suite import suite_markdown, suite_table
 from duoguard.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,32 @@ def train_and_save(cfg: Config, taxonomy, train: list[Sample], path: Path) -> di
     return stats
 
 
+def calibrate_guardrail(guardrail, heldout: list[Sample], cfg: Config, *, progress: bool = False) -> dict[str, Any]:
+    """Choose the decision thresholds on the held-out split (`guardrail.calibration`), overall and per
+    language, and give them to `guardrail`; a language or split the rule cannot calibrate keeps the
+    fallback (the overall threshold, or `guardrail.threshold`)."""
+    c = cfg.guardrail.calibration
+    scores = guardrail.unsafe_scores([s.text for s in heldout], [s.response for s in heldout], progress=progress)
+    calibration = calibrate_thresholds(
+        [s.unsafe for s in heldout],
+        scores,
+        [s.language for s in heldout],
+        c.rule.value,
+        target_fpr=c.target_fpr,
+        min_rows=c.min_rows,
+        default=cfg.guardrail.threshold,
+    )
+    calibration["min_rows"] = c.min_rows
+    guardrail.calibrate(calibration)
+    if "all" in calibration["fallback"] and c.rule.value != "none":
+        log.warning(
+            "guardrail.calibration: held-out split not calibrated (%s); threshold stays %s",
+            calibration["fallback"]["all"],
+            cfg.guardrail.threshold,
+        )
+    return calibration
+
+
 def composition(samples: list[Sample]) -> dict[str, dict[str, int]]:
     """Counts per language of safe and unsafe rows (for reports)."""
     out: dict[str, Counter] = {}
@@ -84,8 +114,11 @@ def composition(samples: list[Sample]) -> dict[str, dict[str, int]]:
 def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir)
     taxonomy = build_taxonomy(cfg)
-    samples = load_training_samples(cfg, taxonomy)
     benchmarks = load_benchmarks(cfg)  # bad benchmark paths fail here, before training
+    # near-copies of any configured evaluation prompt leave training (data.decontamination)
+    samples, decontamination = decontaminated_training_samples(
+        cfg, load_training_samples(cfg, taxonomy), build_decontaminator(cfg), out_dir
+    )
     train, heldout = split_with_responses(samples, cfg)
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), job_type="guardrail")
@@ -110,14 +143,21 @@ def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
             checkpoint=str(checkpoint),
             device=cfg.runtime.device,
         )
+        calibration = calibrate_guardrail(guardrail, heldout, cfg, progress=cfg.progress)
+        guardrail.save_thresholds(checkpoint)  # from_pretrained (classify, eval, SafeDPO) decides with them
         evals = ([samples_benchmark("heldout", heldout)] if heldout else []) + benchmarks
         report = evaluate_guardrail(guardrail, evals, progress=cfg.progress)
         result = {
             "experiment": cfg.experiment,
             "checkpoint": str(checkpoint),
             "taxonomy": taxonomy.name,
-            "data": {"train": composition(train), "heldout": composition(heldout)},
+            "data": {
+                "train": composition(train),
+                "heldout": composition(heldout),
+                "decontamination": decontamination,
+            },
             "train": stats,
+            "calibration": calibration,
             "eval": report,
         }
         md = guardrail_markdown(result)
@@ -132,7 +172,11 @@ def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
                 "guardrail",
                 outputs={"guardrail": "guardrail", "report": "guardrail_report.json"},
                 inputs={"base": cfg.guardrail.model.name_or_path, "init_checkpoint": cfg.guardrail.init_checkpoint},
-                facts={"mean_f1": report.get("mean_f1")},
+                facts={
+                    "mean_f1": report.get("mean_f1"),
+                    "threshold": guardrail.threshold,
+                    "decontamination": decontamination,
+                },
                 config=to_container(cfg),
             ),
         )
@@ -153,6 +197,13 @@ def guardrail_markdown(result: dict[str, Any]) -> str:
         for lang, c in result["data"]["train"].items()
     ]
     t = result["train"]
+    c = result["calibration"]
+    rule = c["rule"] + (f" (FPR <= {c['target_fpr']})" if c.get("target_fpr") is not None else "")
+    threshold_rows = [("all", c["threshold"], c["fallback"].get("all") or "calibrated")]
+    threshold_rows += [(lang, t_, "calibrated") for lang, t_ in c["languages"].items()]
+    threshold_rows += [
+        (lang, c["threshold"], f"overall ({why})") for lang, why in c["fallback"].items() if lang != "all"
+    ]
     return (
         "\n\n".join(
             [
@@ -161,11 +212,17 @@ def guardrail_markdown(result: dict[str, Any]) -> str:
                 "## Data\n\n"
                 + markdown_table(
                     ("language", "train safe", "train unsafe", "held-out safe", "held-out unsafe"), data_rows
-                ),
+                )
+                + "\n\n"
+                + decontamination_line(result["data"]["decontamination"]),
                 f"## Training\n\n{t['train_examples']:,} examples, {t['train_steps']} steps, "
                 f"final loss {t['train_loss']:.4f}, {t['train_seconds']:.1f} s",
-                "## Evaluation (unsafe = max category probability > "
-                f"{result['eval']['threshold']})\n\n" + eval_tables(result["eval"]),
+                f"## Decision thresholds\n\nRule `{rule}` on the held-out split ({c['n']:,} rows), stored in "
+                "the checkpoint's thresholds.json\n\n"
+                + markdown_table(("language", "threshold", "source"), threshold_rows),
+                "## Evaluation (unsafe = max category probability > the threshold of the row's language; f1@0.5: "
+                "DuoGuard's fixed threshold; the held-out rows are those the thresholds were chosen on)\n\n"
+                + eval_tables(result["eval"]),
             ]
         )
         + "\n"
@@ -196,18 +253,29 @@ def run_eval_stage(cfg: Config) -> dict[str, Any]:
         report = evaluate_guardrail(guard, benchmarks, progress=cfg.progress)
         report["checkpoint"] = str(path)
         report["seconds"] = time.perf_counter() - start
-        md = f"# Guardrail evaluation\n\nCheckpoint: `{path}`\n\n{eval_tables(report)}\n"
+        by_language = ", ".join(f"{k} {v:.3f}" for k, v in report["language_thresholds"].items())
+        md = (
+            f"# Guardrail evaluation\n\nCheckpoint: `{path}` · threshold {report['threshold']:.3f}"
+            + (f" (per language: {by_language})" if by_language else "")
+            + f"\n\n{eval_tables(report)}\n"
+        )
+        suite = [b.name for b in cfg.eval.benchmarks if b.format == BenchmarkFormat.duoguard_eval_data]
+        if suite:  # eval=duoguard_suite: DuoGuard's table, benchmarks x languages
+            report["suite"] = suite_table(report, suite)
+            md += "\n" + suite_markdown(report["suite"])
         write_report(out_dir, cfg.eval.report_name, report, md)
         print(md)
         tracker.log(flat_metrics(report))
         tracker.summary(flat_metrics(report))
         tracker.log_table(
             "eval/table",
-            ["benchmark", "n", "f1", "precision", "recall", "fpr", "auprc", "ms_per_input"],
+            ["benchmark", "n", "f1@0.5", "threshold", "f1", "precision", "recall", "fpr", "auprc", "ms_per_input"],
             [
                 [
                     n,
                     r["overall"]["n"],
+                    r["overall"]["f1@0.5"],
+                    r["overall"]["threshold"],
                     r["overall"]["f1"],
                     r["overall"]["precision"],
                     r["overall"]["recall"],

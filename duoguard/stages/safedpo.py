@@ -18,14 +18,25 @@ from pathlib import Path
 from typing import Any
 
 from duoguard.atomic import atomic_dir
-from duoguard.config import Config, ConfigError, OnBadRow, Responder, to_container
+from duoguard.config import AnswerJudge, Config, ConfigError, OnBadRow, PairRecipe, Responder, to_container
 from duoguard.data.pool import Pool
 from duoguard.data.record import PromptRecord, write_prompts
 from duoguard.distributed import run_ranks
 from duoguard.errors import UserError
-from duoguard.factory import model_path, set_up_torch
+from duoguard.factory import (
+    DECONTAMINATION_DIR,
+    AnswerJudgeSource,
+    answer_judge_source,
+    build_answer_judge,
+    build_decontaminator,
+    build_helpfulness_scorer,
+    decontaminate,
+    model_path,
+    same_checkpoint,
+    set_up_torch,
+)
 from duoguard.manifest import StageManifest, read_manifest, write_manifest
-from duoguard.report import markdown_table, write_report
+from duoguard.report import decontamination_line, markdown_table, write_report
 from duoguard.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -82,10 +93,11 @@ def _stage_inputs(cfg: Config) -> tuple[Path | None, Path | None]:
             "safedpo.pool_path, safedpo.prompt_files (prompt files in the sample schema) or safedpo.pairs.files "
             "(PKU-SafeRLHF-style preference files)"
         )
-    if guard is None and (pool is not None or s.prompt_files):
+    if guard is None and (pool is not None or s.prompt_files) and s.pairs.judge.kind == AnswerJudge.game:
         raise ConfigError(
             "safedpo.guardrail_path (or safedpo.game_dir) is required with prompts from a pool or "
-            "safedpo.prompt_files: the guardrail labels the target's answers"
+            "safedpo.prompt_files and safedpo.pairs.judge.kind=game: the guardrail labels the target's answers "
+            "(or set safedpo.pairs.judge.kind=guardrail / llm_guard)"
         )
     if guard is not None and not (guard / "config.json").is_file():
         raise FileNotFoundError(
@@ -94,6 +106,46 @@ def _stage_inputs(cfg: Config) -> tuple[Path | None, Path | None]:
     if pool is not None and not (pool / "manifest.json").is_file():
         raise FileNotFoundError(f"no game pool at {pool} (safedpo.game_dir / safedpo.pool_path)")
     return pool, guard
+
+
+# ---------------------------------------------------------------- who labels the answers
+def pairs_judge_source(
+    cfg: Config, guard_path: Path | None, pool_dir: Path | None, game: StageManifest | None
+) -> AnswerJudgeSource:
+    """`safedpo.pairs.judge`, resolved before any model loads. Circular: the judge is the guardrail of the
+    game whose pool gave the prompts (the game kept the prompts that fooled it or that it labelled)."""
+    source = answer_judge_source(
+        cfg, cfg.safedpo.pairs.judge, game_guardrail=str(guard_path) if guard_path else None, key="safedpo.pairs.judge"
+    )
+    pool_guard = str(game.output("guardrail")) if game else (str(guard_path) if guard_path else None)
+    return dataclasses.replace(source, circular=pool_dir is not None and same_checkpoint(source.path, pool_guard))
+
+
+def judge_facts(source: AnswerJudgeSource | None) -> dict[str, Any] | None:
+    """What reports and manifests say of a judge (None: no answers were judged)."""
+    return dataclasses.asdict(source) if source else None
+
+
+def judge_markdown(source: AnswerJudgeSource | None, what: str, key: str) -> str:
+    """The report's judge line, and a visible warning when the judge is circular."""
+    if source is None:
+        return f"Judge of the {what}: none (no target answers were labelled)"
+    line = f"Judge of the {what}: `{source.path}` ({key}.kind={source.kind})"
+    if source.circular:
+        line += (
+            f"\n\n> **WARNING: circular judge.** The {what} are labelled by the game's own guardrail, which also "
+            "picked the pool's prompts: an attack it misjudges is misjudged in training and evaluation alike. "
+            f"Set {key}.kind=guardrail (another checkpoint) or llm_guard for an independent label."
+        )
+    return line
+
+
+def transform_line(counts: dict[str, int]) -> str:
+    """SafeDPO's T(D) on the pairs trained on, one line: what Δ can act on."""
+    line = f"T(D): keep {counts.get('kept', 0)} · swap {counts.get('swapped', 0)} · drop {counts.get('dropped', 0)}"
+    if not counts.get("swapped") and not counts.get("dropped"):
+        line += " (every chosen answer was already safe; safedpo.pairs.recipe=helpfulness also swaps and drops)"
+    return line
 
 
 # ---------------------------------------------------------------- the stage
@@ -126,7 +178,6 @@ def release_memory() -> None:
 
 
 def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
-    from duoguard.roles.guardrail import Guardrail
     from duoguard.roles.target import Target
     from duoguard.safedpo.pairs import build_pairs, read_pku_saferlhf, save_pairs
 
@@ -144,7 +195,16 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
             raise UserError(f"safedpo.pairs.files[{i}]: {e}") from None
     from_pool = pool_prompts(pool_dir) if pool_dir else []
     from_files = prompt_file_prompts(cfg)  # read (and checked) before any model loads, too
-    train_prompts, heldout = split_prompts(from_pool + from_files, p.heldout_fraction)
+    # near-copies of any configured evaluation prompt leave the prompts first (data.decontamination)
+    prompts, decontamination = decontaminate(
+        from_pool + from_files,
+        "safedpo prompts",
+        cfg,
+        build_decontaminator(cfg),
+        text=lambda x: x.text,
+        report=out / DECONTAMINATION_DIR / "safedpo_prompts.jsonl",
+    )
+    train_prompts, heldout = split_prompts(prompts, p.heldout_fraction)
     n_split = len(train_prompts)
     if p.unsafe_prompts_only:
         train_prompts = [x for x in train_prompts if x.unsafe]
@@ -155,6 +215,7 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
             f"{n_split - len(train_prompts)} safe-labelled left out (safedpo.pairs.unsafe_prompts_only)"
         )
     write_prompts(out / HELDOUT_ATTACKS, heldout)
+    judge_source = pairs_judge_source(cfg, guard_path, pool_dir, game) if train_prompts else None
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="safedpo")
     try:
@@ -162,20 +223,24 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
         base = model_path(cfg.target.model, cfg.cache_dir)
         target = Target(base, cfg.target, device=device)
         pairs, pair_stats = [], {"prompts": 0}
-        guardrail = responder = None
+        judge = responder = scorer = None
         if train_prompts:  # only preference files: no answers to label
-            guardrail = Guardrail.from_pretrained(guard_path, device=device)
-            responder = None
+            judge = build_answer_judge(
+                cfg=cfg, judge_cfg=p.judge, source=judge_source, device=device, key="safedpo.pairs.judge"
+            )
+            if p.recipe == PairRecipe.helpfulness:
+                scorer = build_helpfulness_scorer(cfg=cfg, helpfulness_cfg=p.helpfulness, device=device)
             if p.responder == Responder.model:  # the config check made sure responder_model is set
                 responder_cfg = dataclasses.replace(cfg.target, model=p.responder_model)
                 responder = Target(model_path(p.responder_model, cfg.cache_dir), responder_cfg, device=device)
             pairs, pair_stats = build_pairs(
                 train_prompts,
                 target,
-                guardrail,
+                judge,
                 p,
                 refusals=cfg.data.response_templates.refusal,
                 responder=responder,
+                scorer=scorer,
                 progress=cfg.progress,
             )
         pairs += extra_pairs
@@ -185,7 +250,7 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
                 "every prompt safely: try more samples_per_prompt, recipe=all, or preference files"
             )
         save_pairs(pairs, out / "pairs")
-        target = guardrail = responder = None  # the training ranks load the target afresh: free its memory
+        target = judge = responder = scorer = None  # the training ranks load the target afresh: free its memory
         release_memory()
         stats = run_ranks(
             train_target,
@@ -214,6 +279,8 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
             "delta": s.delta,
             "beta": s.beta,
             "pool_label_check": label_check,
+            "pairs_judge": judge_facts(judge_source),
+            "decontamination": decontamination,
         }
         rows = [(k, v) for k, v in {**result["pairs"], **stats["transform"]}.items()]
         md = (
@@ -226,7 +293,12 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
                         if label_check == "none"
                         else ""
                     ),
-                    "## Pairs and T(D)\n\n" + markdown_table(("", "count"), rows),
+                    judge_markdown(judge_source, "pairs", "safedpo.pairs.judge"),
+                    "## Pairs and T(D)\n\n"
+                    + markdown_table(("", "count"), rows)
+                    + "\n\n"
+                    + decontamination_line(decontamination),
+                    transform_line(stats["transform"]),
                     "## Training\n\n"
                     + markdown_table(("metric", "value"), [(k, v) for k, v in stats.items() if k != "transform"]),
                 ]
@@ -253,7 +325,12 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
                     "pool": result["pool"],
                     "game": str(s.game_dir) if s.game_dir else None,
                 },
-                facts={"delta": s.delta, "beta": s.beta, "heldout_attacks": len(heldout)},
+                facts={
+                    "delta": s.delta,
+                    "beta": s.beta,
+                    "heldout_attacks": len(heldout),
+                    "pairs_judge": result["pairs_judge"],
+                },
                 config=to_container(cfg),
             ),
         )
