@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from duoguard.config import GeneratorTemplates
@@ -125,14 +126,37 @@ class ConditionSampler:
         self._orders[pass_index] = order
         return order
 
-    def draw(self, n: int, round_index: int) -> list[Condition]:
-        """The n conditions of a round: positions [round*n, (round+1)*n) of the endless walk."""
+    @property
+    def cells(self) -> list[tuple[str, str, str]]:
+        """The (language, category, attack style) cells of the combinations (duoguard/archive.py), in order."""
+        return list(dict.fromkeys((lang, cat, style) for _, cat, lang, style in self.combinations))
+
+    def draw(
+        self,
+        n: int,
+        round_index: int,
+        weights: Mapping[tuple[str, str, str], float] | None = None,
+        *,
+        mix: float = 0.5,
+    ) -> list[Condition]:
+        """The n conditions of a round: positions [round*n, (round+1)*n) of the endless walk.
+
+        With `weights` (a weight per cell, `archive.curriculum_weights`), each position is, with
+        probability `mix`, replaced by a draw of its label (by `unsafe_fraction`) and then of a
+        combination of that label in proportion to its cell's weight; the other positions keep the
+        walk's combination. Without `weights` the draws are the walk's, exactly.
+        """
+        if weights is not None:
+            self._check_weights(weights, mix)
         start = round_index * n
         size = len(self.combinations)
         out = []
         for pos in range(start, start + n):
             order = self._order(pos // size)
-            unsafe, category, language, style = self.combinations[order[pos % size]]
+            combination = self.combinations[order[pos % size]]
+            if weights is not None:
+                combination = self._weighted(pos, weights, mix) or combination
+            unsafe, category, language, style = combination
             rng = random.Random(f"{self.seed}:seed:{pos}")
             if unsafe:
                 pool = self._unsafe_by_cat[category]
@@ -141,6 +165,26 @@ class ConditionSampler:
             seed = pool[rng.randrange(len(pool))]
             out.append(Condition(seed.id, seed.text, unsafe, category, language, style, seed.family or seed.id))
         return out
+
+    def _check_weights(self, weights: Mapping[tuple[str, str, str], float], mix: float) -> None:
+        if not 0.0 <= mix <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {mix}")
+        bad = {cell: w for cell, w in weights.items() if not (math.isfinite(w) and w >= 0)}
+        if bad:
+            raise ValueError(f"cell weights must be finite and >= 0, got {bad}")
+
+    def _weighted(self, pos: int, weights: Mapping, mix: float) -> tuple | None:
+        """The curriculum's combination for a position, or None to keep the walk's."""
+        rng = random.Random(f"{self.seed}:curriculum:{pos}")
+        if rng.random() >= mix:
+            return None
+        labels = {c[0] for c in self.combinations}
+        unsafe = (rng.random() < self.unsafe_fraction) if len(labels) == 2 else labels.pop()
+        combos = [c for c in self.combinations if c[0] == unsafe]
+        cell_weights = [weights.get((lang, cat, style), 0.0) for _, cat, lang, style in combos]
+        if not math.fsum(cell_weights) > 0:
+            return None  # every cell of this label weighs nothing: the walk decides
+        return rng.choices(combos, weights=cell_weights)[0]
 
 
 def render(condition: Condition, templates: GeneratorTemplates) -> str:
