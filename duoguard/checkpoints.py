@@ -31,6 +31,7 @@ class GameState:
     history: list[dict[str, Any]] = field(default_factory=list)
     run_id: str | None = None
     pool: dict[str, Any] = field(default_factory=dict)
+    archive: dict[str, Any] = field(default_factory=dict)  # duoguard.archive.Archive.to_json(); {} before it
 
 
 class Checkpoints:
@@ -70,7 +71,13 @@ class Checkpoints:
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
-        return GameState(round=data["round"], history=data["history"], run_id=data["run_id"], pool=data["pool"])
+        return GameState(
+            round=data["round"],
+            history=data["history"],
+            run_id=data["run_id"],
+            pool=data["pool"],
+            archive=data.get("archive", {}),  # a checkpoint from before the archive: counts start afresh
+        )
 
     def save(self, round_index: int, roles: Any, state: GameState) -> Path:
         import numpy as np
@@ -83,7 +90,13 @@ class Checkpoints:
             roles.guardrail.save_pretrained(str(tmp / "guardrail"))
             write_json_atomic(
                 tmp / "state.json",
-                {"round": state.round, "history": state.history, "run_id": state.run_id, "pool": state.pool},
+                {
+                    "round": state.round,
+                    "history": state.history,
+                    "run_id": state.run_id,
+                    "pool": state.pool,
+                    "archive": state.archive,
+                },
             )
             torch.save(
                 {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},

@@ -28,13 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from duoguard.archive import Archive, curriculum_weights
 from duoguard.atomic import atomic_dir
 from duoguard.checkpoints import Checkpoints, GameState
-from duoguard.config import Config, GuardrailUpdate, to_container
+from duoguard.config import CollapseAction, Config, GuardrailUpdate, to_container
 from duoguard.data.decontam import Decontaminator
 from duoguard.data.pool import Pool, normalise
 from duoguard.data.record import PromptRecord
 from duoguard.data.schema import Sample
+from duoguard.diversity import collapse_alarm, round_diversity
 from duoguard.errors import GameStopped
 from duoguard.factory import (
     DECONTAMINATION_DIR,
@@ -50,6 +52,7 @@ from duoguard.factory import (
     set_up_torch,
     split_with_responses,
 )
+from duoguard.game_report import write_game_report
 from duoguard.manifest import StageManifest, has_manifest, write_manifest
 from duoguard.metrics import binary_metrics
 from duoguard.prompts import ConditionSampler
@@ -118,9 +121,11 @@ def play_round(
     seeds: list[Sample],
     heldout: list[Sample],
     finder: Decontaminator | None,
+    archive: Archive,
     cfg: Config,
     out_dir: Path,
-) -> tuple[dict[str, Any], list[PromptRecord]]:
+) -> tuple[dict[str, Any], list[PromptRecord], list[PromptRecord]]:
+    """One round; returns its metrics, every scored candidate and those accepted into the pool."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -132,7 +137,9 @@ def play_round(
 
     threshold = cfg.guardrail.threshold
     grpo = cfg.generator.grpo
-    conditions = sampler.draw(grpo.prompts_per_step * grpo.steps_per_round, r)
+    curriculum = cfg.game.curriculum  # uniform, or cells weighted by the archive (under-covered, still fooled)
+    weights = curriculum_weights(archive, sampler.cells, curriculum)
+    conditions = sampler.draw(grpo.prompts_per_step * grpo.steps_per_round, r, weights, mix=curriculum.mix)
     referee = Referee(roles.guardrail, roles.judge, cfg.game.reward, threshold, r)
     rollout = roles.generator.play(conditions, referee, r)
     check_ranks_agree(roles.generator, "generator", cfg.generator.num_workers)
@@ -144,6 +151,7 @@ def play_round(
     report = out_dir / DECONTAMINATION_DIR / f"round-{r:04d}.jsonl"
     accepted, contamination = decontaminate(accepted, "pool", cfg, finder, text=lambda x: x.text, report=report)
     pool.write_round(r, accepted)
+    archive.update(records, accepted)
     lap("pool")
     before = decision_accuracy(np.array([a.guardrail_score for a in accepted]), accepted, threshold)
     train_stats: dict[str, float] = {}
@@ -185,12 +193,14 @@ def play_round(
         "pool_contaminated": contamination["overlaps"],  # near-copies of evaluation prompts (not pooled by default)
         "label_check": cfg.judge.label_check.value,  # "none": the kept candidates' labels are unchecked
         **judge_rejections(records),
+        **round_diversity(accepted),
+        "coverage": archive.coverage(sampler.cells),  # share of the sampler's cells with an accepted candidate
         "kl": rollout.stats.pop("kl", None),
         **{f"gen/{k}": v for k, v in rollout.stats.items()},
         **{f"guardrail/{k}": v for k, v in train_stats.items()},
         **seconds,
     }
-    return metrics, records
+    return metrics, records, accepted
 
 
 # ---------------------------------------------------------------- the game
@@ -318,6 +328,7 @@ def play_game(cfg: Config) -> dict[str, Any]:
         step_name="round",
     )
     history = list(state.history) if state else []
+    archive = Archive.from_json(state.archive, "state.json") if state and state.archive else Archive()
     tracker.rewrite_history(history)
     ranks = {"generator": cfg.generator.num_workers, "guardrail": cfg.guardrail.num_workers}
     runtime = make_runtime(cfg.runtime, cfg.ray, ranks)
@@ -331,11 +342,16 @@ def play_game(cfg: Config) -> dict[str, Any]:
         r, failures = len(history) + 1, 0
         while r <= rounds:
             try:  # a round counts once its checkpoint is written
-                metrics, records = play_round(r, roles, sampler, pool, seeds, heldout, finder, cfg, out_dir)
+                before = archive.to_json()  # a failed round leaves the archive as it was
+                metrics, records, accepted = play_round(
+                    r, roles, sampler, pool, seeds, heldout, finder, archive, cfg, out_dir
+                )
                 entry = {"round": r, **metrics, "role_failures": failures}
                 check_nonfinite([*history, entry], r, cfg.game.max_nonfinite_updates)
-                checkpoints.save(r, roles, GameState(r, [*history, entry], tracker.run_id, pool.manifest()))
+                state_r = GameState(r, [*history, entry], tracker.run_id, pool.manifest(), archive.to_json())
+                checkpoints.save(r, roles, state_r)
             except RoleDied as e:  # Ray restarts the actor; every role goes back to the last round
+                archive = Archive.from_json(before, "the last round's archive")
                 failures += 1
                 pool.truncate(r - 1)  # what stays on disk is the last completed round
                 if failures > cfg.game.max_role_failures:
@@ -350,6 +366,7 @@ def play_game(cfg: Config) -> dict[str, Any]:
                 pool.truncate(r - 1)  # what stays on disk is the last completed round
                 raise
             history.append(entry)
+            report_round(out_dir, history, pool, records, archive)
             tracker.log(metrics, step=r)
             _log_candidates(tracker, records, r, cfg.game.sample_table_rows, cfg.seed)
             log.info(
@@ -362,6 +379,11 @@ def play_game(cfg: Config) -> dict[str, Any]:
                 f"{metrics['heldout_f1']:.3f}" if metrics["heldout_f1"] is not None else "–",
                 metrics["seconds_round"],
             )
+            alarm = collapse_alarm(history, cfg.game.collapse, accepted)
+            if alarm:
+                log.warning("collapse alarm: %s", alarm)
+                if cfg.game.collapse.action == CollapseAction.stop:
+                    raise GameStopped(f"{alarm}; the game stops with round {r} complete (game.collapse.action=stop)")
             r, failures = r + 1, 0
         export_final(
             checkpoints.latest_dir(),
@@ -376,6 +398,17 @@ def play_game(cfg: Config) -> dict[str, Any]:
         tracker.finish()
         shutil.rmtree(out_dir / ".trainer", ignore_errors=True)
         shutil.rmtree(out_dir / ".generator", ignore_errors=True)
+
+
+def report_round(
+    out_dir: Path, history: list[dict[str, Any]], pool: Pool, records: list[PromptRecord], archive: Archive
+) -> None:
+    """Rewrite <out_dir>/report.md and its plots; a failure to draw never stops the game."""
+    try:
+        rejected = [x for x in records if x.judge is not None and not x.judge.keep]
+        write_game_report(out_dir, history, pool.records(), rejected=rejected, archive=archive)
+    except Exception as e:  # noqa: BLE001 - the report is a view of the game, not part of it
+        log.warning("game report not written: %s", e)
 
 
 def export_final(ckpt: Path, out_dir: Path, tracker: Tracker, cfg: Config, decontamination: dict[str, Any]) -> None:

@@ -52,12 +52,35 @@ def run_pipeline(cfg: Config) -> dict[str, Any]:
     log.info("pipeline stage 3/3: evaluation (%s)", evaluation)
     report = run_target_eval(_stage_cfg(cfg, evaluation, **{"eval.target.safedpo_dir": str(safedpo)}))
     report["objective"] = sweep_objective(report, history[-1] if history else {}, cfg.search)
+    write_pipeline_index(out, report["objective"])
     log.info(
         "pipeline done (objective %.4f): %s",
         report["objective"],
         read_manifest(evaluation, "target_eval").output("markdown"),
     )
     return report
+
+
+# the pipeline's reports, by stage: each stage folder's own file, linked from <run>/report.md
+STAGE_REPORTS = (
+    ("game", "report.md", "rounds, diversity, coverage, candidates"),
+    ("safedpo", "safedpo_report.md", "pairs, T(D), training"),
+    ("eval", "target_report.md", "attack success rate and over-refusal, before and after SafeDPO"),
+)
+
+
+def write_pipeline_index(out: Path, objective: float) -> Path:
+    """<run>/report.md: a link to each stage's report that exists, and the sweep objective."""
+    lines = ["# Pipeline report", ""]
+    lines += [
+        f"- [{stage}/{name}]({stage}/{name}): {what}"
+        for stage, name, what in STAGE_REPORTS
+        if (out / stage / name).is_file()
+    ]
+    lines += ["", f"Sweep objective (search.*, minimised): {objective:.4f}", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
 
 
 def sweep_objective(report: dict[str, Any], game_metrics: dict[str, Any], s: SearchConfig) -> float:

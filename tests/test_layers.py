@@ -31,10 +31,12 @@ FLOORS = {
         "trl_private",
         "manifest",
         "plan",
+        "archive",
     ],
     2: ["data.schema", "data.decontam", "report"],  # data/ is one floor, in order: schema, record, readers, the rest
     2.2: ["data.record"],
-    2.3: ["data.readers", "data.responses", "data.pool", "prompts"],
+    2.3: ["data.readers", "data.responses", "data.pool", "prompts", "diversity"],
+    2.4: ["game_report"],  # the game's report.md: metrics, pool records, the coverage archive
     2.5: ["data.benchmarks"],
     3: ["roles.generator", "roles.guardrail", "roles.judge", "roles.target"],
     3.1: ["roles.llm_guard", "roles.helpfulness"],  # helpfulness rates with the judge's LLM rater

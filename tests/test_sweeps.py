@@ -126,3 +126,16 @@ def test_an_over_refusal_weight_without_an_over_refusal_set_is_refused(tmp_path)
     with pytest.raises(ConfigError, match=r"search\.over_refusal_weight.*eval\.target\.over_refusal is null"):
         compose(["eval.target.over_refusal=null"], config_name="pipeline")
     compose(["eval.target.over_refusal=null", "search.over_refusal_weight=0"], config_name="pipeline")
+
+
+def test_the_pipeline_index_links_the_stage_reports_that_exist(tmp_path):
+    from duoguard.pipeline import write_pipeline_index
+
+    (tmp_path / "game").mkdir()
+    (tmp_path / "game" / "report.md").write_text("# Game report")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "target_report.md").write_text("# Target")
+    text = write_pipeline_index(tmp_path, 0.25).read_text()
+    assert "[game/report.md](game/report.md)" in text and "[eval/target_report.md](eval/target_report.md)" in text
+    assert "safedpo_report" not in text  # no SafeDPO report in this folder: no dead link
+    assert "0.2500" in text

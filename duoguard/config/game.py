@@ -255,6 +255,68 @@ class RewardConfig(Section):
         )
 
 
+class CurriculumRule(Choice):
+    """Which (language, category, attack style) cells the condition sampler favours (duoguard/archive.py)."""
+
+    uniform = "uniform"  # the seeded walk over every combination, nothing favoured (the default)
+    under_covered = "under_covered"  # cells with few accepted candidates: weight 1 / (1 + accepted)
+    still_fooled = "still_fooled"  # cells where the guardrail was fooled: (fooled + 1) / (kept + 2)
+
+
+@dataclass
+class CurriculumConfig(Section):
+    """How conditions are drawn from the archive of past rounds (Rainbow Teaming's archive, over
+    language x category x attack style)."""
+
+    rule: CurriculumRule = setting(CurriculumRule.uniform, "uniform | under_covered | still_fooled")
+    mix: float = setting(0.5, "share of draws from the rule's weights; the rest follow the uniform walk")
+    temperature: float = setting(1.0, "weights are raised to 1/temperature: < 1 sharpens the rule, > 1 flattens it")
+
+    def check(self, key: str) -> None:
+        check(
+            isinstance(self.rule, CurriculumRule),
+            f"{key}.rule",
+            f"must be one of {', '.join(CurriculumRule.__members__)}, got {self.rule!r}",
+        )
+        check(0.0 <= self.mix <= 1.0, f"{key}.mix", f"must be in [0, 1], got {self.mix}")
+        check(self.temperature > 0, f"{key}.temperature", f"must be > 0, got {self.temperature}")
+
+
+class CollapseAction(Choice):
+    warn = "warn"  # log the alarm and play on
+    stop = "stop"  # raise GameStopped after the round (its checkpoint is intact)
+
+
+# the metrics of duoguard/diversity.py where a higher value means a more diverse round, so a floor makes
+# sense (self-BLEU and the near-duplicate share grow as the round collapses)
+COLLAPSE_METRICS = ("diversity/distinct_1", "diversity/distinct_2", "diversity/cells")
+
+
+@dataclass
+class CollapseConfig(Section):
+    """The collapse alarm (duoguard/diversity.py): a diversity metric of the accepted candidates below
+    its floor for several consecutive rounds means the generator repeats itself."""
+
+    metric: str = setting("diversity/distinct_2", f"the round's metric watched: one of {', '.join(COLLAPSE_METRICS)}")
+    floor: float = setting(0.3, "the alarm's floor, in the metric's unit (a share for distinct_n); 0 = alarm off")
+    rounds: int = setting(2, "consecutive rounds below the floor that raise the alarm")
+    action: CollapseAction = setting(CollapseAction.warn, "warn: log it; stop: stop the game (GameStopped)")
+
+    def check(self, key: str) -> None:
+        check(
+            self.metric in COLLAPSE_METRICS,
+            f"{key}.metric",
+            f"must be one of {', '.join(COLLAPSE_METRICS)}, got {self.metric!r}",
+        )
+        check(self.floor >= 0, f"{key}.floor", f"must be >= 0 (0 = off), got {self.floor}")
+        check(self.rounds >= 1, f"{key}.rounds", f"must be >= 1, got {self.rounds}")
+        check(
+            isinstance(self.action, CollapseAction),
+            f"{key}.action",
+            f"must be one of {', '.join(CollapseAction.__members__)}, got {self.action!r}",
+        )
+
+
 @dataclass
 class GameConfig(Section):
     rounds: int = setting(2, "rounds to play (DuoGuard: two synthetic rounds)")
@@ -272,6 +334,8 @@ class GameConfig(Section):
     max_nonfinite_updates: int = setting(3, "skipped non-finite updates per role before the game stops")
     objective: str = setting("heldout_f1", "the last round's metric the app returns (for Optuna sweeps)")
     reward: RewardConfig = setting(factory=RewardConfig, help="the generator's reward")
+    collapse: CollapseConfig = setting(factory=CollapseConfig, help="the diversity collapse alarm")
+    curriculum: CurriculumConfig = setting(factory=CurriculumConfig, help="which condition cells the sampler favours")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -294,3 +358,5 @@ class GameConfig(Section):
             f"and {key}.max_nonfinite_updates must be >= 0",
         )
         self.reward.check(f"{key}.reward")
+        self.collapse.check(f"{key}.collapse")
+        self.curriculum.check(f"{key}.curriculum")
