@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from duoguard.config import ConfigError, LLMJudgeConfig, compile_regex
 from duoguard.errors import UserError
-from duoguard.roles.judge import LLMJudge
+from duoguard.roles.judge import AnswerRater
 
 DEFAULT_PATTERNS = (
     # en
@@ -64,7 +64,7 @@ class RefusalDetector:
         return [self.is_refusal(r) for r in responses]
 
 
-class LLMRefusalJudge(LLMJudge):
+class LLMRefusalJudge(AnswerRater):
     """An LLM rates 1-5 how fully each answer refuses its request; `template` has {prompt} and
     {response}. An empty answer is a refusal (as for the rules)."""
 
@@ -82,14 +82,6 @@ class LLMRefusalJudge(LLMJudge):
             super().__init__(model, tokenizer, template=template, min_rating=min_rating, batch_size=batch_size)
         except UserError as e:
             raise ConfigError(f"{key}: {str(e).removeprefix('judge.llm: ')}") from None
-
-    def prompt(self, c: tuple[str, str]) -> str:
-        body = self.template.format(prompt=c[0], response=c[1])
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
-            )
-        return body
 
     def __call__(self, responses: Sequence[str], prompts: Sequence[str] | None = None) -> list[bool]:
         if prompts is None or len(prompts) != len(responses):

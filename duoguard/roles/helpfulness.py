@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from duoguard.errors import UserError
-from duoguard.roles.judge import LLMJudge
+from duoguard.roles.judge import AnswerRater
 
 PLAIN_CONVERSATION = "User: {prompt}\n\nAssistant: {response}"
 
@@ -73,16 +73,8 @@ class RewardModel:
         return out
 
 
-class LLMHelpfulnessRater(LLMJudge):
+class LLMHelpfulnessRater(AnswerRater):
     """A causal LM rates 1-5 how helpful each answer is; `template` has {prompt} and {response}."""
-
-    def prompt(self, c: tuple[str, str]) -> str:
-        body = self.template.format(prompt=c[0], response=c[1])
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
-            )
-        return body
 
     def scores(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         return np.array(self.rate(list(zip(prompts, responses, strict=True))), dtype=np.float32)

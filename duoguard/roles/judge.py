@@ -145,13 +145,18 @@ class LLMJudge:
                 return ids[0]
         raise UserError(f"judge.llm: the tokenizer has no single token for the digit {digit}")
 
-    def prompt(self, c: Candidate) -> str:
-        body = self.template.format(
+    def body(self, c: Candidate) -> str:
+        """The question for one item: the template with its fields filled."""
+        return self.template.format(
             label="unsafe" if c.intended_unsafe else "safe",
             language=LANGUAGE_NAMES.get(c.language, c.language),
             category=c.category,
             text=c.text,
         )
+
+    def prompt(self, c) -> str:
+        """The question as the model reads it: a user turn under its chat template, when it has one."""
+        body = self.body(c)
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
@@ -173,3 +178,10 @@ class LLMJudge:
                 probs = torch.softmax(logits.float()[:, digits], dim=-1)
                 out.extend((probs * scale).sum(-1).tolist())
         return out
+
+
+class AnswerRater(LLMJudge):
+    """An LLM rating (prompt, answer) pairs 1-5; `template` has {prompt} and {response}."""
+
+    def body(self, c: tuple[str, str]) -> str:
+        return self.template.format(prompt=c[0], response=c[1])
