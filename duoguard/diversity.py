@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from duoguard.config import CollapseConfig
-from duoguard.data.decontam import normalise
+from duoguard.data.decontam import char_ngram_vectorizer, jaccard, normalise
 from duoguard.data.record import PromptRecord
 
 MIN_TEXTS = 2  # fewer texts and the text metrics are None: one text cannot repeat another
@@ -86,21 +86,15 @@ def near_duplicate_share(texts: Sequence[str], threshold: float = NEAR_DUPLICATE
     fewer than MIN_TEXTS texts. Cost: a sparse product of all pairs, len(texts)^2 floats of memory."""
     if len(texts) < MIN_TEXTS:
         return None
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    vectorizer = CountVectorizer(
-        analyzer="char_wb", ngram_range=(NGRAM, NGRAM), binary=True, preprocessor=normalise, dtype=np.float32
-    )
+    vectorizer = char_ngram_vectorizer(NGRAM)
     analyse = vectorizer.build_analyzer()
     if not any(analyse(t) for t in texts):
         return 0.0  # no text is long enough to hold an n-gram: nothing to compare
     grams = vectorizer.fit_transform(texts)
-    shared = (grams @ grams.T).toarray()  # n-grams in common
     sizes = np.asarray(grams.sum(axis=1)).ravel()
-    union = sizes[:, None] + sizes[None, :] - shared
-    jaccard = np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
-    np.fill_diagonal(jaccard, 0.0)  # a text is not its own duplicate
-    return float((jaccard.max(axis=1) >= threshold).mean())
+    sims = jaccard((grams @ grams.T).toarray(), sizes, sizes)
+    np.fill_diagonal(sims, 0.0)  # a text is not its own duplicate
+    return float((sims.max(axis=1) >= threshold).mean())
 
 
 def cell(record: PromptRecord) -> str:

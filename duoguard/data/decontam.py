@@ -34,6 +34,21 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[\W_]+", " ", text).split())
 
 
+def char_ngram_vectorizer(ngram: int):
+    """Binary sets of character n-grams of normalised texts (scikit-learn's `char_wb` analyser)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(
+        analyzer="char_wb", ngram_range=(ngram, ngram), binary=True, preprocessor=normalise, dtype=np.float32
+    )
+
+
+def jaccard(shared: np.ndarray, sizes_a: np.ndarray, sizes_b: np.ndarray) -> np.ndarray:
+    """Jaccard indices from the n-grams two sets of texts share (rows x columns) and each text's count."""
+    union = sizes_a[:, None] + sizes_b[None, :] - shared
+    return np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
+
+
 @dataclass(frozen=True)
 class Overlap:
     """A training text and the evaluation prompt it nearly copies."""
@@ -52,14 +67,10 @@ class Decontaminator:
     """Finds, for each training text, the most similar text of any evaluation set."""
 
     def __init__(self, eval_sets: Mapping[str, Sequence[str]], *, ngram: int = 5, threshold: float = 0.5):
-        from sklearn.feature_extraction.text import CountVectorizer
-
         self.threshold = threshold
         self._names = [name for name, texts in eval_sets.items() for _ in texts]
         self._texts = [t for texts in eval_sets.values() for t in texts]
-        self._vectorizer = CountVectorizer(
-            analyzer="char_wb", ngram_range=(ngram, ngram), binary=True, preprocessor=normalise, dtype=np.float32
-        )
+        self._vectorizer = char_ngram_vectorizer(ngram)
         self._analyse = self._vectorizer.build_analyzer()
         if self._texts:
             self._eval = self._vectorizer.fit_transform(self._texts).T.tocsc()
@@ -78,10 +89,9 @@ class Decontaminator:
             chunk = texts[start : start + CHUNK]
             shared = (self._vectorizer.transform(chunk) @ self._eval).toarray()  # n-grams in common
             sizes = np.array([len(set(self._analyse(t))) for t in chunk], dtype=np.float32)
-            union = sizes[:, None] + self._eval_sizes[None, :] - shared
-            jaccard = np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
-            best = jaccard.argmax(axis=1)
-            out += [(float(jaccard[i, j]), int(j)) for i, j in enumerate(best)]
+            sims = jaccard(shared, sizes, self._eval_sizes)
+            best = sims.argmax(axis=1)
+            out += [(float(sims[i, j]), int(j)) for i, j in enumerate(best)]
         return out
 
     def overlaps(self, texts: Sequence[str], source: str) -> list[Overlap | None]:
