@@ -15,8 +15,8 @@ cells                 distinct (language, category, attack style) conditions the
 Words are the tokens of `decontam.normalise` (NFKC, case-folded, punctuation removed, split on
 spaces): a language written without spaces (Chinese, Japanese) counts a whole run as one word.
 
-The generator's reward has no novelty term: these metrics watch for collapse, nothing here
-prevents it.
+These metrics watch for collapse; the novelty term of the generator's reward (duoguard/novelty.py,
+`game.reward.novelty`) is what works against it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@
         accepted    <- kept, new candidates            -> pool/round_NNNN.parquet
         guardrail   <- trained on seeds + the whole pool; scored on the round's fresh candidates
                        (before and after) and on the held-out seeds
+        league      <- earlier guardrails score the fresh candidates, the new one scores older rounds:
+                       the generator-round x guardrail-round fool-rate matrix, exploitability, forgetting
+        health      <- diversity, coverage; alarms for collapse and reward hacking; report.md
         checkpoint  <- generator, guardrail, optimizer and RNG state, pool manifest, tracker run id
 
 A run interrupted mid-round loses only that round: on restart the pool is cut back to the last
@@ -31,7 +34,7 @@ import numpy as np
 from duoguard.archive import Archive, curriculum_weights
 from duoguard.atomic import atomic_dir
 from duoguard.checkpoints import Checkpoints, GameState
-from duoguard.config import CollapseAction, Config, GuardrailUpdate, to_container
+from duoguard.config import CollapseAction, Config, GuardrailUpdate, NoveltyEmbeddings, to_container
 from duoguard.data.decontam import Decontaminator
 from duoguard.data.pool import Pool, normalise
 from duoguard.data.record import PromptRecord
@@ -52,9 +55,12 @@ from duoguard.factory import (
     set_up_torch,
     split_with_responses,
 )
-from duoguard.game_report import write_game_report
+from duoguard.game_report import figures_dir, write_game_report
+from duoguard.health import reward_hacking_alarm
+from duoguard.league import LEAGUE_DIR, League, fool_rate, matrix_key, summary
 from duoguard.manifest import StageManifest, has_manifest, write_manifest
 from duoguard.metrics import binary_metrics
+from duoguard.novelty import embedding_spread
 from duoguard.prompts import ConditionSampler
 from duoguard.referee import Referee
 from duoguard.runtime import RoleDied, RoleError, RoleSpec, Runtime, each_rank, make_runtime, wait_until_alive
@@ -105,6 +111,54 @@ def decision_accuracy(scores: np.ndarray, records: list[PromptRecord], threshold
     return float(np.mean((np.asarray(scores) > threshold) == want))
 
 
+LABEL_REASONS = ("label_pattern", "llm_rating")  # the judge rules that check a candidate's label
+
+
+def quality_checks(records: list[PromptRecord], cfg: Config) -> dict[str, float | None]:
+    """What the reward-hacking alarm weighs against the reward: the kept candidates' fooling reward,
+    the label check's pass rate and the LLM judge's mean rating (where they run)."""
+    kept = [x for x in records if x.judge.keep]
+    ratings = [x.judge.rating for x in records if x.judge.rating is not None]
+    out: dict[str, float | None] = {"mean_fool_reward": float(np.mean([x.reward for x in kept])) if kept else None}
+    if cfg.judge.label_check.value != "none" and records:
+        failed = sum(any(r in LABEL_REASONS for r in x.judge.reasons) for x in records)
+        out["label_pass_rate"] = 1.0 - failed / len(records)
+    if ratings:
+        out["judge/mean_rating"] = float(np.mean(ratings))
+    return out
+
+
+def score_league(
+    r: int,
+    guardrail: Guardrail,
+    league: League,
+    accepted: list[PromptRecord],
+    after: np.ndarray,
+    pool_records: list[PromptRecord],
+    threshold: float,
+) -> dict[str, float]:
+    """Round r's entries of the fool-rate matrix (duoguard/league.py): its accepted candidates against
+    the guardrail it played (r-1), the updated one (r) and the league's earlier ones; and, with a league,
+    the updated guardrail against every earlier round's accepted candidates."""
+    unsafe = [a.unsafe for a in accepted]
+    row = {
+        matrix_key(r, r - 1): fool_rate([a.guardrail_score for a in accepted], unsafe, threshold),
+        matrix_key(r, r): fool_rate(after, unsafe, threshold),
+    }
+    members = league.members(r)
+    if accepted and members:
+        scores = guardrail.league_scores([str(path) for _, path in members], [a.text for a in accepted])
+        for (j, _), s in zip(members, scores, strict=True):
+            row[matrix_key(r, j)] = fool_rate(s, unsafe, threshold)
+    older = [x for x in pool_records if x.round is not None and x.round < r] if league.size > 0 else []
+    if older:
+        scores = np.asarray(guardrail.unsafe_scores([x.text for x in older]))
+        for k in sorted({x.round for x in older}):
+            idx = [i for i, x in enumerate(older) if x.round == k]
+            row[matrix_key(k, r)] = fool_rate(scores[idx], [older[i].unsafe for i in idx], threshold)
+    return {k: v for k, v in row.items() if v is not None}
+
+
 def check_ranks_agree(role: Any, name: str, ranks: int) -> None:
     """Data parallel: every rank must hold the same full weights after an update (gathered under ZeRO-3)."""
     if ranks > 1:
@@ -122,6 +176,7 @@ def play_round(
     heldout: list[Sample],
     finder: Decontaminator | None,
     archive: Archive,
+    league: League,
     cfg: Config,
     out_dir: Path,
 ) -> tuple[dict[str, Any], list[PromptRecord], list[PromptRecord]]:
@@ -140,13 +195,23 @@ def play_round(
     curriculum = cfg.game.curriculum  # uniform, or cells weighted by the archive (under-covered, still fooled)
     weights = curriculum_weights(archive, sampler.cells, curriculum)
     conditions = sampler.draw(grpo.prompts_per_step * grpo.steps_per_round, r, weights, mix=curriculum.mix)
-    referee = Referee(roles.guardrail, roles.judge, cfg.game.reward, threshold, r)
+    prior = pool.records()  # every earlier round's accepted candidates
+    novelty = cfg.game.reward.novelty  # its n-grams compare normalised texts, its embeddings the texts as written
+    pool_texts = [x.text for x in prior] if novelty.embeddings == NoveltyEmbeddings.guardrail else None
+    referee = Referee(
+        roles.guardrail,
+        roles.judge,
+        cfg.game.reward,
+        threshold,
+        r,
+        pool_texts=pool_texts or {normalise(x.text) for x in prior},
+    )
     rollout = roles.generator.play(conditions, referee, r)
     check_ranks_agree(roles.generator, "generator", cfg.generator.num_workers)
     lap("rollout")
     records = rollout.records
     # new: not a seed of either side (a rewrite that lands on a held-out seed would leak it into training)
-    accepted = accept(records, pool.texts(), {normalise(s.text) for s in (*seeds, *heldout)}, r)
+    accepted = accept(records, {normalise(x.text) for x in prior}, {normalise(s.text) for s in (*seeds, *heldout)}, r)
     # and not a near-copy of an evaluation prompt (data.decontamination)
     report = out_dir / DECONTAMINATION_DIR / f"round-{r:04d}.jsonl"
     accepted, contamination = decontaminate(accepted, "pool", cfg, finder, text=lambda x: x.text, report=report)
@@ -170,10 +235,14 @@ def play_round(
         )
     check_ranks_agree(roles.guardrail, "guardrail", cfg.guardrail.num_workers)
     lap("guardrail_train")
-    after = decision_accuracy(roles.guardrail.unsafe_scores([a.text for a in accepted]), accepted, threshold)
+    after_scores = np.asarray(roles.guardrail.unsafe_scores([a.text for a in accepted]))
+    after = decision_accuracy(after_scores, accepted, threshold)
     held_scores = roles.guardrail.unsafe_scores([s.text for s in heldout], [s.response for s in heldout])
     held = binary_metrics([s.unsafe for s in heldout], held_scores, threshold)
     lap("eval")
+    pool_records = [*prior, *accepted]
+    league_row = score_league(r, roles.guardrail, league, accepted, after_scores, pool_records, threshold)
+    lap("league")
     seconds["seconds_round"] = sum(seconds.values())
     n = len(records)
     kept = [x for x in records if x.judge.keep]
@@ -189,12 +258,19 @@ def play_round(
         "guardrail_acc_after": after,
         "heldout_f1": held["f1"],
         "heldout_auprc": held["auprc"],
-        "pool_size": len(pool.records()),
+        "pool_size": len(pool_records),
         "pool_contaminated": contamination["overlaps"],  # near-copies of evaluation prompts (not pooled by default)
         "label_check": cfg.judge.label_check.value,  # "none": the kept candidates' labels are unchecked
         **judge_rejections(records),
+        **quality_checks(records, cfg),
         **round_diversity(accepted),
+        **(
+            {"diversity/embedding_spread": embedding_spread(roles.guardrail.embed([a.text for a in accepted]))}
+            if novelty.embeddings == NoveltyEmbeddings.guardrail
+            else {}
+        ),  # fmt: skip
         "coverage": archive.coverage(sampler.cells),  # share of the sampler's cells with an accepted candidate
+        **league_row,
         "kl": rollout.stats.pop("kl", None),
         **{f"gen/{k}": v for k, v in rollout.stats.items()},
         **{f"guardrail/{k}": v for k, v in train_stats.items()},
@@ -227,6 +303,8 @@ def spawn_roles(runtime: Runtime, cfg: Config, names: list[str], ckpt: Path | No
         oom_hints={
             "train": ("guardrail.train.per_device_batch_size", g.train.per_device_batch_size),
             "unsafe_scores": ("guardrail.predict_batch_size", g.predict_batch_size),
+            "embed": ("guardrail.predict_batch_size", g.predict_batch_size),
+            "league_scores": ("guardrail.predict_batch_size", g.predict_batch_size),
         },
         memory_plan=planned.get("guardrail", ""),
     )
@@ -319,6 +397,8 @@ def play_game(cfg: Config) -> dict[str, Any]:
     set_up_torch(cfg)
     pool = Pool(out_dir / "pool")
     pool.truncate(state.round if state else 0)
+    league = League(out_dir / LEAGUE_DIR, cfg.game.league.size)
+    league.truncate(state.round if state else -1)
     tracker = Tracker(
         cfg.logger,
         out_dir,
@@ -336,7 +416,11 @@ def play_game(cfg: Config) -> dict[str, Any]:
         roles = spawn_roles(runtime, cfg, taxonomy.names, checkpoints.latest_dir(), out_dir)
         if state is None:  # round 0: the warmed-up guardrail and the initial generator
             warm_up(roles, seeds, cfg, out_dir)
-            checkpoints.save(0, roles, GameState(round=0, run_id=tracker.run_id, pool=pool.manifest()))
+            league.add(
+                0,
+                checkpoints.save(0, roles, GameState(round=0, run_id=tracker.run_id, pool=pool.manifest()))
+                / "guardrail",
+            )
         else:
             log.info("resuming the game after round %d from %s", state.round, checkpoints.latest_dir())
         r, failures = len(history) + 1, 0
@@ -344,12 +428,13 @@ def play_game(cfg: Config) -> dict[str, Any]:
             try:  # a round counts once its checkpoint is written
                 before = archive.to_json()  # a failed round leaves the archive as it was
                 metrics, records, accepted = play_round(
-                    r, roles, sampler, pool, seeds, heldout, finder, archive, cfg, out_dir
+                    r, roles, sampler, pool, seeds, heldout, finder, archive, league, cfg, out_dir
                 )
+                metrics.update(summary([*history, metrics], r))  # exploitability, forgetting
                 entry = {"round": r, **metrics, "role_failures": failures}
                 check_nonfinite([*history, entry], r, cfg.game.max_nonfinite_updates)
                 state_r = GameState(r, [*history, entry], tracker.run_id, pool.manifest(), archive.to_json())
-                checkpoints.save(r, roles, state_r)
+                league.add(r, checkpoints.save(r, roles, state_r) / "guardrail")
             except RoleDied as e:  # Ray restarts the actor; every role goes back to the last round
                 archive = Archive.from_json(before, "the last round's archive")
                 failures += 1
@@ -366,7 +451,9 @@ def play_game(cfg: Config) -> dict[str, Any]:
                 pool.truncate(r - 1)  # what stays on disk is the last completed round
                 raise
             history.append(entry)
-            report_round(out_dir, history, pool, records, archive)
+            every = cfg.game.report_every
+            if r == rounds or (every and r % every == 0):
+                report_round(out_dir, history, pool, records, archive, tracker, r)
             tracker.log(metrics, step=r)
             _log_candidates(tracker, records, r, cfg.game.sample_table_rows, cfg.seed)
             log.info(
@@ -384,6 +471,13 @@ def play_game(cfg: Config) -> dict[str, Any]:
                 log.warning("collapse alarm: %s", alarm)
                 if cfg.game.collapse.action == CollapseAction.stop:
                     raise GameStopped(f"{alarm}; the game stops with round {r} complete (game.collapse.action=stop)")
+            hacking = reward_hacking_alarm(history, cfg.game.reward_hacking)
+            if hacking:
+                log.warning("reward-hacking alarm: %s", hacking)
+                if cfg.game.reward_hacking.action == CollapseAction.stop:
+                    raise GameStopped(
+                        f"{hacking}; the game stops with round {r} complete (game.reward_hacking.action=stop)"
+                    )
             r, failures = r + 1, 0
         export_final(
             checkpoints.latest_dir(),
@@ -401,12 +495,20 @@ def play_game(cfg: Config) -> dict[str, Any]:
 
 
 def report_round(
-    out_dir: Path, history: list[dict[str, Any]], pool: Pool, records: list[PromptRecord], archive: Archive
+    out_dir: Path,
+    history: list[dict[str, Any]],
+    pool: Pool,
+    records: list[PromptRecord],
+    archive: Archive,
+    tracker: Tracker,
+    r: int,
 ) -> None:
-    """Rewrite <out_dir>/report.md and its plots; a failure to draw never stops the game."""
+    """Rewrite <out_dir>/report.md and its plots, and send the plots to W&B; a failure to draw never
+    stops the game."""
     try:
         rejected = [x for x in records if x.judge is not None and not x.judge.keep]
-        write_game_report(out_dir, history, pool.records(), rejected=rejected, archive=archive)
+        path = write_game_report(out_dir, history, pool.records(), rejected=rejected, archive=archive)
+        tracker.log_images({f"report/{png.stem}": png for png in sorted(figures_dir(path).glob("*.png"))}, step=r)
     except Exception as e:  # noqa: BLE001 - the report is a view of the game, not part of it
         log.warning("game report not written: %s", e)
 

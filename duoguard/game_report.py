@@ -19,6 +19,7 @@ from typing import Any
 
 from duoguard.atomic import atomic_dir, write_text_atomic
 from duoguard.data.record import PromptRecord
+from duoguard.league import matrix
 from duoguard.report import _pyplot, fmt, markdown_table
 
 REPORT = "report.md"
@@ -48,6 +49,14 @@ MEANINGS = {
     "judge/rejected_<rule>": "candidates that judge rule rejected (a candidate may fail several)",
     "diversity/<name>": "diversity of the round's candidates, as the diversity metric of that name measures it",
     "seconds_<phase>": "wall-clock seconds of that phase of the round (seconds_round: their sum)",
+    "mean_fool_reward": "mean reward of the kept candidates (the fooling reward the generator is paid)",
+    "label_pass_rate": "candidates the label check passed / generated (when a label check runs)",
+    "league/g<i>_d<j>": "fool rate matrix entry: share of round i's accepted candidates that guardrail j "
+    "(after round j's update; 0 = warmed up) misclassifies",
+    "exploitability": "the round's accepted candidates' fool rate against the guardrail after its update",
+    "forgetting": "mean over earlier rounds k of how much more the newest guardrail is fooled by round k's "
+    "candidates than guardrail k was (0 = nothing forgotten)",
+    "old_rounds_accuracy": "the newest guardrail's accuracy on every earlier round's accepted candidates",
     "guardrail score": "the round's guardrail P(unsafe) for a candidate, in [0, 1]",
 }
 ROUND_COLUMNS = (
@@ -58,6 +67,8 @@ ROUND_COLUMNS = (
     "fool_rate",
     "fool_rate_of_kept",
     "mean_reward",
+    "mean_fool_reward",
+    "label_pass_rate",
     "guardrail_acc_before",
     "guardrail_acc_after",
     "heldout_f1",
@@ -156,7 +167,42 @@ def pool_cells(records: Sequence[PromptRecord]) -> dict[tuple[str, str, str], di
     return cells
 
 
+def figures_dir(report_path: str | os.PathLike) -> Path:
+    """The folder of a report's figures, given the path `write_game_report` returned."""
+    return Path(report_path).parent / FIGURES
+
+
+def league_grid(history: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[int], list[list[float | None]]]:
+    """(generator rounds, guardrail rounds, fool rates) of the matrix in the rounds' metrics."""
+    m = matrix(history)
+    gens = sorted({g for g, _ in m})
+    guards = sorted({d for _, d in m})
+    return gens, guards, [[m.get((g, d)) for d in guards] for g in gens]
+
+
 # ---------------------------------------------------------------- figures
+def _league_plot(plt, history, path: Path) -> bool:
+    gens, guards, grid = league_grid(history)
+    if not gens:
+        return False
+    values = [[float("nan") if v is None else v for v in row] for row in grid]
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.6 * len(guards) + 2.5), max(2.5, 0.5 * len(gens) + 1.5)))
+    im = ax.imshow(values, cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            if v is not None:
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.5 else "black")
+    ax.set_xticks(range(len(guards)), [str(d) for d in guards])
+    ax.set_yticks(range(len(gens)), [str(g) for g in gens])
+    ax.set_xlabel("guardrail after round")
+    ax.set_ylabel("generator round")
+    ax.set_title("fool rate of accepted candidates", fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
 def _line_plot(plt, history, keys: Sequence[str], ylabel: str, path: Path, unit_range: bool) -> bool:
     drawn = [(k, *_series(history, k)) for k in keys]
     drawn = [d for d in drawn if d[1]]
@@ -316,6 +362,22 @@ def render(
         out += ["## Coverage", "", f"Counts per (language, category, attack style) cell, from {cells_from}.", ""]
         figure("coverage")
         out += [_coverage_table(cells), ""]
+    gens, guards, grid = league_grid(history)
+    if gens:
+        out += [
+            "## Exploitability and forgetting",
+            "",
+            "Fool rate of each generator round's accepted candidates (rows) against the guardrail after each "
+            "round's update (columns; 0 = warmed up); – = not measured (outside the league).",
+            "",
+            markdown_table(("generator \\ guardrail", *guards), [(g, *row) for g, row in zip(gens, grid, strict=True)]),
+            "",
+        ]
+        figure("league")
+        summary_keys = [k for k in ("exploitability", "forgetting", "old_rounds_accuracy") if _keys(history, k)]
+        if summary_keys:
+            out += [_round_table(history, summary_keys), ""]
+        figure("exploitability")
     if "seconds" in figures:
         out += ["## Time per phase", ""]
         figure("seconds")
@@ -373,6 +435,9 @@ def write_game_report(
                 plt, history, _keys(history, "diversity/"), "diversity", p, False)),
             "coverage": ("accepted candidates per cell", lambda p: _coverage_plot(plt, cells, p)),
             "seconds": ("seconds per phase per round", lambda p: _seconds_plot(plt, history, p)),
+            "league": ("fool rate: generator round x guardrail round", lambda p: _league_plot(plt, history, p)),
+            "exploitability": ("exploitability, forgetting and accuracy on old rounds", lambda p: _line_plot(
+                plt, history, ("exploitability", "forgetting", "old_rounds_accuracy"), "rate", p, True)),
         }  # fmt: skip
         os.chmod(tmp, 0o755)  # readable like the rest of the run folder (a temp folder starts private)
         for name, (caption, draw) in plots.items():

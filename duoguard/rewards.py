@@ -5,9 +5,13 @@ i.e. fool the current guardrail while the judge says the intended label y still 
 
     p_intended = P(unsafe) for an intended-unsafe candidate, 1 - P(unsafe) for an intended-safe one
                  (P(unsafe) = the guardrail's max category probability, as its decision uses)
-    reward     = fool_weight * fool(p_intended)   if the judge keeps the candidate
-               = -reject_penalty                  otherwise
+    reward     = fool_weight * fool(p_intended) + novelty_weight * novelty   if the judge keeps the candidate
+               = -reject_penalty                                            otherwise
     fool(p)    = min(-log p, max_fool)  or  1 - p
+    novelty    = in [0, 1], how far the candidate is from the pool and its GRPO group (duoguard/novelty.py);
+                 novelty_weight = game.reward.novelty.weight, 0 (off) by default
+
+A rejected candidate earns no novelty: a degenerate text is easily far from everything.
 
 GRPO turns rewards into advantages within each group of G candidates for one prompt:
     A_i = (r_i - mean_group(r)) / (std_group(r) + 1e-4), std with Bessel's correction,
@@ -55,6 +59,12 @@ def game_rewards(
 ) -> np.ndarray:
     p = np.asarray(p_intended, dtype=np.float64)
     return np.where(np.asarray(keep, dtype=bool), fool_weight * fool_term(p, kind, max_fool), -reject_penalty)
+
+
+def add_novelty(rewards: Sequence[float], keep: Sequence[bool], novelty: Sequence[float], weight: float) -> np.ndarray:
+    """`rewards` plus weight * novelty for the kept candidates; a rejected candidate's reward is unchanged."""
+    r = np.asarray(rewards, dtype=np.float64)
+    return np.where(np.asarray(keep, dtype=bool), r + weight * np.asarray(novelty, dtype=np.float64), r)
 
 
 def group_advantages(rewards: Sequence[float], group_size: int, scale: str = "group") -> np.ndarray:

@@ -3,6 +3,7 @@ run standalone, at three sizes, side by side in one run.
 
     python scripts/bench_game.py                  # tiny models on CPU (the default game config)
     python scripts/bench_game.py --sizes 2,4,8 --rounds 3
+    python scripts/bench_game.py --health --sizes 4 --rounds 4   # the health checks' cost, off vs on
     python scripts/bench_game.py --shape 0.5b --device cuda --runtimes local --sizes 8,16,32   # GPU
 
 For each size (prompts per GRPO step; G candidates each, `steps_per_round` steps), the same game
@@ -20,6 +21,14 @@ builds the trainers). The parts, standalone on fresh roles with the same models 
 
 ratio = round wall time / sum of parts (1.0 = no overhead). rounds/min = 60 / round wall time.
 Generation tokens/s = completion tokens generated in the round / the rollout phase's seconds.
+
+`--health` instead measures what the game's health checks add to a round (issue target: under 15% of
+a round at the default size), side by side: the same game with them off (`game.league.size=0`,
+`game.reward.novelty.weight=0`, `game.report_every=0`) and on (a league of 3, novelty weight 0.5, the
+report every round). The on game's own phases are timed in it (`seconds_league`); the report (with its
+figures), the diversity metrics and the novelty of every candidate against the pool are re-timed
+standalone on that game's round data, since they run outside the round's phases. checks_overhead =
+(league + diversity + novelty) / the off game's round wall time; with_report_overhead adds the report.
 
 `--shape` swaps the tiny models for random-weight ones of a real architecture's size (speed
 only; the offline BPE tokenizer keeps its small vocabulary): `0.5b` = Qwen2.5-0.5B's layers for
@@ -168,6 +177,63 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
     return out
 
 
+HEALTH_OFF = ["game.league.size=0", "game.reward.novelty.weight=0", "game.report_every=0", "game.collapse.floor=0"]
+HEALTH_ON = ["game.league.size=3", "game.reward.novelty.weight=0.5", "game.report_every=1"]
+
+
+def health(args, common: list[str], out: Path) -> list[dict]:
+    """Rounds 2.. of the game with the health checks off and on; the checks' own seconds per round."""
+    from duoguard.data.pool import Pool
+    from duoguard.diversity import round_diversity
+    from duoguard.game import play_game
+    from duoguard.game_report import write_game_report
+    from duoguard.novelty import NgramIndex, group_ids, novelty
+
+    play_game(compose("game", [*common, *HEALTH_OFF, f"output_dir={out / 'off'}"]))
+    cfg = compose("game", [*common, *HEALTH_ON, f"output_dir={out / 'on'}"])
+    on = play_game(cfg)["history"]
+    walls_off, walls_on = round_walls(out / "off"), round_walls(out / "on")
+    records = Pool(out / "on" / "pool").records()
+    rows = []
+    for r in range(2, args.rounds + 1):
+        prior = [x for x in records if x.round < r]
+        fresh = [x for x in records if x.round == r]
+        start = time.perf_counter()
+        write_game_report(out / "timing", on[:r], [x for x in records if x.round <= r])
+        report_s = time.perf_counter() - start
+        start = time.perf_counter()
+        round_diversity(fresh)
+        diversity_s = time.perf_counter() - start
+        # every candidate the round scored: its accepted ones repeated up to the round's count
+        texts = [x.text for x in fresh] or ["-"]
+        texts = (texts * (on[r - 1]["generated"] // len(texts) + 1))[: on[r - 1]["generated"]]
+        groups = [{"seed_id": str(i // cfg.generator.grpo.num_generations)} for i in range(len(texts))]
+        start = time.perf_counter()
+        novelty(texts, group_ids(groups), NgramIndex.build([x.text for x in prior], cfg.game.reward.novelty.ngram))
+        novelty_s = time.perf_counter() - start
+        league_s = on[r - 1]["seconds_league"]
+        added = league_s + diversity_s + novelty_s  # the issue's target: the league and diversity terms
+        rows.append(
+            {
+                "prompts_per_step": cfg.generator.grpo.prompts_per_step,
+                "round": r,
+                "samples": on[r - 1]["generated"],
+                "pool": len(prior),
+                "off_round_s": walls_off[r],
+                "on_round_s": walls_on[r],
+                "league_s": league_s,
+                "report_s": report_s,
+                "diversity_s": diversity_s,
+                "novelty_s": novelty_s,
+                "checks_s": added,
+                "checks_overhead": added / walls_off[r],
+                "with_report_overhead": (added + report_s) / walls_off[r],
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="2,4,8", help="prompts per GRPO step, one game per value")
@@ -176,11 +242,34 @@ def main() -> None:
     ap.add_argument("--shape", choices=sorted(SHAPES), default=None, help="random-weight models of a real size")
     ap.add_argument("--device", default=None, help="runtime.device (default: the preset's)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--health", action="store_true", help="the health checks' cost: off vs on (local runtime)")
     args = ap.parse_args()
     if args.rounds < 2:
         raise SystemExit("--rounds must be >= 2 (round 1 builds the trainers and is not timed)")
 
     from duoguard.game import play_game
+
+    if args.health:
+        rows = []
+        for size in [int(x) for x in args.sizes.split(",")]:
+            out = Path(tempfile.mkdtemp(prefix="bench_health_"))
+            common = [
+                "logger=none",
+                "progress=false",
+                f"game.rounds={args.rounds}",
+                f"generator.grpo.prompts_per_step={size}",
+                *shape_overrides(args.shape),
+                *([f"runtime.device={args.device}"] if args.device else []),
+            ]
+            try:
+                rows += health(args, common, out)
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+        cols = list(rows[0])
+        print(markdown_table(cols, [[r[c] for c in cols] for r in rows], digits=3))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return
 
     runtimes = args.runtimes.split(",")
     rows = []

@@ -1,10 +1,12 @@
 """The game's dynamics in a toy world (see tests/toy/world.py): GRPO learns to fool a frozen
-guardrail, and the guardrail's update on the pool recovers its accuracy on those samples."""
+guardrail, and the guardrail's update on the pool recovers its accuracy on those samples; the league of
+earlier guardrails fills the fool-rate matrix."""
 
 from __future__ import annotations
 
 import pytest
 
+from duoguard.league import matrix
 from tests.conftest import compose
 from tests.toy.world import build_toy_world, toy_overrides
 
@@ -35,6 +37,26 @@ def test_generator_learns_to_fool_a_frozen_guardrail_then_guardrail_recovers(tmp
     assert fifth["guardrail_acc_before"] < 0.6  # the fresh adversarial samples fool it ...
     assert fifth["guardrail_acc_after"] >= 0.9  # ... until it learns from them
     assert fifth["guardrail_acc_after"] > fifth["guardrail_acc_before"] + 0.3
+    # the league: round 5's candidates against the guardrails of rounds 1-3 (all frozen = the guardrail of
+    # round 4 it played) equal its play-time fool rate; against the updated guardrail of round 5 they differ
+    m = matrix(played["history"])
+    assert {(5, j) for j in (1, 2, 3, 4, 5)} <= set(m)
+    assert all(m[(5, j)] == pytest.approx(m[(5, 4)]) for j in (1, 2, 3))
+    assert m[(5, 5)] < m[(5, 4)] - 0.3
+    # the newest guardrail resists every earlier generator round's samples at least as well as the guardrail
+    # they were played against, and clearly better on round 4's (GRPO had learned to fool the frozen one)
+    assert all(m[(k, 5)] <= m[(k, k - 1)] for k in (1, 2, 3, 4)), m
+    assert m[(4, 5)] < m[(4, 3)] - 0.3, m
+    assert fifth["exploitability"] == m[(5, 5)] and fifth["old_rounds_accuracy"] > 0.9
+    assert sorted(p.name for p in (out / "league").iterdir()) == [
+        "round_0002",
+        "round_0003",
+        "round_0004",
+        "round_0005",
+    ]
+    report = (out / "report.md").read_text()
+    assert "## Exploitability and forgetting" in report and (out / "report" / "league.png").is_file()
+
     from duoguard.manifest import read_manifest
 
     assert read_manifest(out, "game").facts["label_check"] == "pattern"

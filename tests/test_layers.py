@@ -32,10 +32,12 @@ FLOORS = {
         "manifest",
         "plan",
         "archive",
+        "league",
+        "health",
     ],
     2: ["data.schema", "data.decontam", "report"],  # data/ is one floor, in order: schema, record, readers, the rest
     2.2: ["data.record"],
-    2.3: ["data.readers", "data.responses", "data.pool", "prompts", "diversity"],
+    2.3: ["data.readers", "data.responses", "data.pool", "prompts", "diversity", "novelty"],
     2.4: ["game_report"],  # the game's report.md: metrics, pool records, the coverage archive
     2.5: ["data.benchmarks"],
     3: ["roles.generator", "roles.guardrail", "roles.judge", "roles.target"],

@@ -240,12 +240,37 @@ class JudgeConfig(Section):
         )
 
 
+class NoveltyEmbeddings(Choice):
+    none = "none"  # n-grams only
+    guardrail = "guardrail"  # also the guardrail's own encoder (mean-pooled last hidden states)
+
+
+@dataclass
+class NoveltyConfig(Section):
+    """The novelty term of the generator's reward (Self-RedTeam's diversity rewards): how far a kept
+    candidate is from the pool and from the other candidates of its GRPO group (duoguard/novelty.py)."""
+
+    weight: float = setting(0.0, "reward += weight * novelty for a kept candidate; 0 = off")
+    ngram: int = setting(2, "word n-grams compared (Jaccard similarity of the n-gram sets)")
+    embeddings: NoveltyEmbeddings = setting(NoveltyEmbeddings.none, "none | guardrail: add embedding distance")
+
+    def check(self, key: str) -> None:
+        check(self.weight >= 0, f"{key}.weight", f"must be >= 0 (0 = off), got {self.weight}")
+        check(self.ngram >= 1, f"{key}.ngram", f"must be >= 1, got {self.ngram}")
+        check(
+            isinstance(self.embeddings, NoveltyEmbeddings),
+            f"{key}.embeddings",
+            f"must be one of {', '.join(NoveltyEmbeddings.__members__)}, got {self.embeddings!r}",
+        )
+
+
 @dataclass
 class RewardConfig(Section):
     fool: FoolReward = setting(FoolReward.neg_log, "the fooling reward of a kept candidate")
     fool_weight: float = setting(1.0, "weight of the fooling reward")
     max_fool: float = setting(5.0, "cap of -log p, so one confident miss does not dominate a group")
     reject_penalty: float = setting(1.0, "a candidate the judge rejects earns -reject_penalty")
+    novelty: NoveltyConfig = setting(factory=NoveltyConfig, help="the novelty term (off by default)")
 
     def check(self, key: str) -> None:
         check(
@@ -253,6 +278,7 @@ class RewardConfig(Section):
             key,
             "fool_weight and reject_penalty must be >= 0, max_fool > 0",
         )
+        self.novelty.check(f"{key}.novelty")
 
 
 class CurriculumRule(Choice):
@@ -318,6 +344,38 @@ class CollapseConfig(Section):
 
 
 @dataclass
+class LeagueConfig(Section):
+    """Earlier rounds' guardrails kept as checkpoints (duoguard/league.py): each round the generator's
+    accepted candidates are scored by them, and the newest guardrail by every earlier round's accepted
+    candidates, filling the generator-round x guardrail-round fool-rate matrix."""
+
+    size: int = setting(3, "earlier guardrails kept and scored against each round (0 = no league)")
+
+    def check(self, key: str) -> None:
+        check(self.size >= 0, f"{key}.size", f"must be >= 0 (0 = off), got {self.size}")
+
+
+@dataclass
+class RewardHackingConfig(Section):
+    """The reward-hacking alarm (duoguard/health.py): the mean reward rises while the judge's keep
+    rate (the label check's pass rate) falls, over several rounds."""
+
+    rounds: int = setting(2, "rounds compared: the alarm looks at the change over the last `rounds` rounds")
+    min_change: float = setting(0.05, "both changes must exceed this (reward up, keep rate down); 0 = any")
+    action: CollapseAction = setting(CollapseAction.warn, "warn: log it; stop: stop the game (GameStopped)")
+    enabled: bool = setting(True, "watch for reward hacking")
+
+    def check(self, key: str) -> None:
+        check(self.rounds >= 1, f"{key}.rounds", f"must be >= 1, got {self.rounds}")
+        check(self.min_change >= 0, f"{key}.min_change", f"must be >= 0, got {self.min_change}")
+        check(
+            isinstance(self.action, CollapseAction),
+            f"{key}.action",
+            f"must be one of {', '.join(CollapseAction.__members__)}, got {self.action!r}",
+        )
+
+
+@dataclass
 class GameConfig(Section):
     rounds: int = setting(2, "rounds to play (DuoGuard: two synthetic rounds)")
     # typed str in the schema because YAML and the command line give true/false as booleans, which
@@ -336,6 +394,9 @@ class GameConfig(Section):
     reward: RewardConfig = setting(factory=RewardConfig, help="the generator's reward")
     collapse: CollapseConfig = setting(factory=CollapseConfig, help="the diversity collapse alarm")
     curriculum: CurriculumConfig = setting(factory=CurriculumConfig, help="which condition cells the sampler favours")
+    league: LeagueConfig = setting(factory=LeagueConfig, help="earlier guardrails: exploitability and forgetting")
+    reward_hacking: RewardHackingConfig = setting(factory=RewardHackingConfig, help="the reward-hacking alarm")
+    report_every: int = setting(1, "rewrite report.md every N rounds (and after the last); 0 = only at the end")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -360,3 +421,6 @@ class GameConfig(Section):
         self.reward.check(f"{key}.reward")
         self.collapse.check(f"{key}.collapse")
         self.curriculum.check(f"{key}.curriculum")
+        self.league.check(f"{key}.league")
+        self.reward_hacking.check(f"{key}.reward_hacking")
+        check(self.report_every >= 0, f"{key}.report_every", f"must be >= 0 (0 = at the end), got {self.report_every}")

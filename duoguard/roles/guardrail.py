@@ -270,9 +270,17 @@ class Guardrail:
             rest = [i for i in range(len(texts)) if not empty[i]]
             out[rest] = self.predict([prompts[i] for i in rest], [responses[i] for i in rest], progress=progress)
             return out
+        for batch, input_ids, mask in self._padded_batches(texts, progress=progress, desc="guardrail predict"):
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+            out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
+        return out
+
+    def _padded_batches(self, texts: Sequence[str], *, progress: bool = False, desc: str = "guardrail"):
+        """(input rows, input_ids, attention_mask) on the model's device, per batch of `_batches`: longest
+        first, each padded on the right to its own longest input."""
         if not texts:
-            return out
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+            return
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         fallback = (
             self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self.tokenizer.pad_token_id
         )
@@ -285,7 +293,7 @@ class Guardrail:
         if progress:
             from tqdm.auto import tqdm
 
-            batches = tqdm(batches, desc="guardrail predict", unit="batch", leave=False)
+            batches = tqdm(batches, desc=desc, unit="batch", leave=False)
         for batch in batches:
             width = lengths[batch[0]]
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -293,8 +301,27 @@ class Guardrail:
             for row, i in enumerate(batch):
                 input_ids[row, : lengths[i]] = torch.tensor(ids[i])
                 mask[row, : lengths[i]] = 1
-            logits = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-            out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
+            yield batch, input_ids.to(device), mask.to(device)
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """One unit-length vector per text, float32 [len(texts), hidden size], in input order: the mean of
+        the model's last hidden states over the text's tokens (padding left out), the guardrail's own view
+        of the text (the novelty term's embeddings, duoguard/novelty.py). Batched like `predict`; works for
+        encoder and decoder classifiers alike (`output_hidden_states`)."""
+        if isinstance(texts, str):
+            raise GuardrailError("embed() takes a list of texts, not a single string")
+        out: np.ndarray | None = None
+        for batch, input_ids, mask in self._padded_batches(texts, progress=progress, desc="guardrail embed"):
+            hidden = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+            weights = mask.unsqueeze(-1).to(torch.float32)
+            mean = (hidden.float() * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+            vectors = torch.nn.functional.normalize(mean, dim=-1).cpu().numpy()
+            if out is None:
+                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[batch] = vectors
+        if out is None:  # no texts
+            out = np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
         return out
 
     def unsafe_scores(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None, **kw) -> np.ndarray:
@@ -358,12 +385,34 @@ class Guardrail:
         )
 
     def load(self, path: str | os.PathLike) -> None:
-        """Take the weights of a saved guardrail (a checkpoint of this one), in place."""
-        from transformers import AutoModelForSequenceClassification
-
-        saved = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=next(self.model.parameters()).dtype)
-        self.model.load_state_dict(saved.state_dict())
+        """Take the weights of a saved guardrail (a checkpoint of this one), in place. Read from its
+        safetensors files, not through `from_pretrained`: after a ZeRO-3 training step transformers would
+        build the loaded copy partitioned (empty tensors on each rank)."""
+        missing, unexpected = self.model.load_state_dict(read_weights(path), strict=False)
+        unique = {name for name, _ in self.model.named_parameters(remove_duplicate=True)}
+        missing = [k for k in missing if k in unique]  # a tied weight is saved once, under its first name
+        if missing or unexpected:
+            raise GuardrailError(
+                f"{path}: not a checkpoint of this guardrail (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         self.model.eval()
+
+    def league_scores(self, paths: Sequence[str | os.PathLike], prompts: Sequence[str]) -> list[np.ndarray]:
+        """P(unsafe) of `prompts` under each earlier checkpoint of this guardrail (a league member),
+        its weights swapped in for the call and this guardrail's own put back after (kept on the CPU
+        meanwhile), so no second model stays on the device."""
+        if not paths:
+            return []
+        own = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        try:
+            out = []
+            for path in paths:
+                self.load(path)
+                out.append(self.unsafe_scores(prompts))
+            return out
+        finally:
+            self.model.load_state_dict(own)
+            self.model.eval()
 
     def restart(self, seed: int = 0) -> None:
         """Back to the base model with a fresh head (rounds that retrain from scratch)."""
@@ -464,6 +513,22 @@ class Guardrail:
             "train_seconds": time.perf_counter() - start,
             "skipped_steps": trainer.skipped_steps,  # non-finite losses (SkipNonFinite)
         }
+
+
+def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A saved checkpoint's tensors by name, from `model.safetensors` or the shards its index lists."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file():
+        return load_file(folder / "model.safetensors")
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file():
+        raise GuardrailError(f"{folder}: no model.safetensors or model.safetensors.index.json to load weights from")
+    weights: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())):
+        weights.update(load_file(folder / shard))
+    return weights
 
 
 def read_thresholds(path: str | os.PathLike) -> dict[str, Any]:
