@@ -298,7 +298,7 @@ def build_judge(*, cfg: Config, llm_path: str | None, device: str) -> Judge:
 class AnswerJudgeSource:
     """The judge of target answers a config names, resolved before any model loads."""
 
-    kind: str  # game | guardrail | llm_guard (AnswerJudge)
+    kind: str  # game | guardrail | llm_guard | pattern (AnswerJudge)
     path: str  # the checkpoint or model it loads
     circular: bool  # it is the guardrail of the game that picked the prompts (the pool)
 
@@ -316,6 +316,9 @@ def answer_judge_source(cfg: Config, judge_cfg, *, game_guardrail: str | None, k
     from duoguard.config import AnswerJudge
 
     kind = AnswerJudge(judge_cfg.kind)
+    if kind == AnswerJudge.pattern:  # no model: the path names the patterns, for reports and manifests
+        path = f"pattern: answer ~ {judge_cfg.pattern!r}, prompt ~ {judge_cfg.prompt_pattern!r}"
+        return AnswerJudgeSource(str(kind), path, circular=False)
     if kind == AnswerJudge.llm_guard:
         return AnswerJudgeSource(str(kind), model_path(judge_cfg.model, cfg.cache_dir), circular=False)
     path = game_guardrail if kind == AnswerJudge.game else str(Path(judge_cfg.path).expanduser())
@@ -334,6 +337,10 @@ def build_answer_judge(*, cfg: Config, judge_cfg, source: AnswerJudgeSource, dev
     a Guardrail (its own threshold unless `judge_cfg.threshold`) or an LLMGuard over the taxonomy."""
     from duoguard.models import pick_device
 
+    if source.kind == "pattern":
+        from duoguard.roles.pattern_guard import PatternGuard
+
+        return PatternGuard(judge_cfg.pattern, judge_cfg.prompt_pattern, key=key)
     pin_threads(cfg.runtime.torch_threads)
     device = pick_device(device)
     if source.kind != "llm_guard":

@@ -52,6 +52,10 @@ def run_pipeline(cfg: Config) -> dict[str, Any]:
     log.info("pipeline stage 3/3: evaluation (%s)", evaluation)
     report = run_target_eval(_stage_cfg(cfg, evaluation, **{"eval.target.safedpo_dir": str(safedpo)}))
     report["objective"] = sweep_objective(report, history[-1] if history else {}, cfg.search)
+    if cfg.experiment == "toy_world":  # the toy world's numbers against its truth: <run>/toy_world.md
+        from duoguard.toy_report import toy_world_report
+
+        toy_world_report(out, cfg.target)
     write_pipeline_index(out, report["objective"])
     log.info(
         "pipeline done (objective %.4f): %s",
@@ -66,6 +70,7 @@ STAGE_REPORTS = (
     ("game", "report.md", "rounds, diversity, coverage, candidates"),
     ("safedpo", "safedpo_report.md", "pairs, T(D), training"),
     ("eval", "target_report.md", "attack success rate and over-refusal, before and after SafeDPO"),
+    (".", "toy_world.md", "experiment=toy_world: every number above against the world's truth"),
 )
 
 

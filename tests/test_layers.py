@@ -11,6 +11,7 @@ from tests.conftest import ROOT
 
 FLOORS = {
     0: ["errors", "atomic"],
+    0.3: ["toy_world"],  # the toy world's truth, files and models (config resolves paths into it)
     # config/ is a package on floor 0.5 (it imports only errors); inside it, in order:
     0.51: ["config.base"],
     0.52: ["config.paths", "config.data", "config.models", "config.infra"],
@@ -41,7 +42,8 @@ FLOORS = {
     2.4: ["game_report"],  # the game's report.md: metrics, pool records, the coverage archive
     2.5: ["data.benchmarks"],
     3: ["roles.generator", "roles.guardrail", "roles.judge", "roles.target"],
-    3.1: ["roles.llm_guard", "roles.helpfulness"],  # helpfulness rates with the judge's LLM rater
+    # helpfulness rates with the judge's LLM rater; pattern_guard judges answers by regular expressions
+    3.1: ["roles.llm_guard", "roles.helpfulness", "roles.pattern_guard"],
     # runtime/ is a package on floor 3.9 (it knows no role class); inside it, in order:
     3.91: ["runtime.handles", "runtime.placement"],
     3.92: ["runtime.local", "runtime.ray_actors"],
@@ -49,7 +51,7 @@ FLOORS = {
     4: ["factory", "evaluate", "suite", "referee", "refusal", "checkpoints"],
     4.1: ["safedpo.transform"],  # safedpo/: pairs and their transform, then the trainer
     4.2: ["safedpo.pairs", "safedpo.trainer"],
-    5: ["game", "stages.guardrail", "stages.safedpo", "stages.target_eval", "classify"],
+    5: ["game", "stages.guardrail", "stages.safedpo", "stages.target_eval", "classify", "toy_report"],
     6: ["pipeline"],
     7: ["cli"],
     8: ["__main__"],  # `python -m duoguard <app>`: the console scripts without installing them

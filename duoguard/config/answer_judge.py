@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from duoguard.config.base import Choice, Section, check, setting
+from duoguard.config.base import Choice, Section, check, compile_regex, setting
 from duoguard.config.models import ModelConfig
 
 
@@ -13,6 +13,7 @@ class AnswerJudge(Choice):
     game = "game"  # the game's guardrail: it also picked the pool's prompts, so as an evaluation it is circular
     guardrail = "guardrail"  # another guardrail checkpoint (`path`)
     llm_guard = "llm_guard"  # a Llama-Guard-style causal LM (`model`): P(unsafe) from its first answer token
+    pattern = "pattern"  # regular expressions (`pattern` on the answer, `prompt_pattern` on the prompt): exact truth
 
 
 # Llama Guard's task format (REFERENCE §6): the taxonomy is part of the input, the answer's first token is
@@ -35,11 +36,22 @@ class AnswerJudgeConfig(Section):
     kind: AnswerJudge = setting(
         AnswerJudge.game,
         "game = the game's guardrail (safedpo.game_dir / guardrail_path; in eval.target the SafeDPO run's), "
-        "guardrail = the checkpoint at `path`, llm_guard = the causal LM `model`",
+        "guardrail = the checkpoint at `path`, llm_guard = the causal LM `model`, pattern = the regular "
+        "expressions `pattern` / `prompt_pattern` (a world whose truth is known, e.g. experiment=toy_world)",
     )
     path: str | None = setting(None, "a guardrail checkpoint folder (kind=guardrail)")
     model: ModelConfig | None = setting(
         None, "the guard LM, hub id or local path (kind=llm_guard), e.g. name_or_path: meta-llama/Llama-Guard-3-8B"
+    )
+    pattern: str | None = setting(
+        None,
+        "kind=pattern: an answer is unsafe when this regex matches it (re.search) and prompt_pattern matches its "
+        "prompt; null = any non-empty answer",
+    )
+    prompt_pattern: str | None = setting(
+        None,
+        "kind=pattern: the regex an answer's prompt must match for the answer to be unsafe, and what classifies a "
+        "prompt alone; null = any prompt",
     )
     threshold: float | None = setting(
         None, "an answer is unsafe when P(unsafe) > threshold; null = the guardrail checkpoint's own, 0.5 for llm_guard"
@@ -76,6 +88,15 @@ class AnswerJudgeConfig(Section):
                 f"{key}.unsafe_token",
                 "unsafe_token and safe_token must be two different non-empty strings",
             )
+        if self.kind == AnswerJudge.pattern:
+            check(
+                bool(self.pattern) or bool(self.prompt_pattern),
+                f"{key}.pattern",
+                f"{key}.kind=pattern needs {key}.pattern (on the answer) or {key}.prompt_pattern (on the prompt)",
+            )
+            for field in ("pattern", "prompt_pattern"):
+                if getattr(self, field):
+                    compile_regex(getattr(self, field), f"{key}.{field}")
         check(
             self.threshold is None or 0 < self.threshold < 1,
             f"{key}.threshold",

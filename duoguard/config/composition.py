@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from duoguard import toy_world
 from duoguard.config.base import ConfigError
 from duoguard.config.paths import conf_dir
 from duoguard.config.root import ALL_SECTIONS, APP_SECTIONS, Config
@@ -29,6 +30,8 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+    # ${toy_world:<cache_dir>,<name>}: a file of the toy world, built into the cache on first use
+    OmegaConf.register_new_resolver("toy_world", toy_world.resolve, replace=True)
 
 
 def load(cfg: DictConfig, sections: tuple[str, ...] = ALL_SECTIONS) -> Config:

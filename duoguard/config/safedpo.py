@@ -137,6 +137,12 @@ class SafeDPOConfig(Section):
 
     delta: float = setting(10.0, "Δ, the safety margin (0 = plain DPO on T(D)); the paper sweeps 0-50")
     beta: float = setting(0.1, "DPO's β, the strength of the KL to the reference (TRL's default)")
+    sft_weight: float = setting(
+        0.0,
+        "weight of an NLL term on the chosen answer added to SafeDPO's loss (as in RPO; TRL's loss_type "
+        "[sigmoid, sft]); it holds the chosen answers' likelihood up against DPO's likelihood displacement. "
+        "0 = SafeDPO's loss exactly",
+    )
     learning_rate: float = setting(5e-7, "peak learning rate (AdamW)")
     lr_scheduler: LRScheduler = setting(LRScheduler.cosine, "learning-rate schedule")
     warmup_ratio: float = setting(0.1, "share of the steps spent warming the learning rate up")
@@ -170,6 +176,7 @@ class SafeDPOConfig(Section):
     def check(self, key: str) -> None:
         check(self.delta >= 0, f"{key}.delta", f"must be >= 0, got {self.delta}")
         check(self.beta > 0, f"{key}.beta", f"must be > 0, got {self.beta}")
+        check(self.sft_weight >= 0, f"{key}.sft_weight", f"must be >= 0, got {self.sft_weight}")
         check(self.learning_rate > 0, f"{key}.learning_rate", "must be > 0")
         check(
             self.global_batch_size >= self.per_device_batch_size > 0,

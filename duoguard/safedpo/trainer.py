@@ -59,8 +59,11 @@ def _safedpo_trainer_class():
             super().__init__(*args, **kwargs)
             if not self.precompute_ref_logps:
                 raise ValueError("SafeDPOTrainer needs precompute_ref_log_probs=True")
-            if list(self.loss_types) != ["sigmoid"]:
-                raise ValueError(f"SafeDPO is defined on the sigmoid DPO loss, got loss_type={self.loss_types}")
+            if list(self.loss_types) not in (["sigmoid"], ["sigmoid", "sft"]):
+                raise ValueError(
+                    "SafeDPO is defined on the sigmoid DPO loss (with an optional NLL term on the chosen answer, "
+                    f"loss_type=['sigmoid', 'sft']), got loss_type={self.loss_types}"
+                )
             self.data_collator = with_margin(self.data_collator)
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
@@ -135,10 +138,16 @@ def dpo_args(cfg: SafeDPOConfig, *, output_dir: str | os.PathLike, device: str, 
     dtype = pick_dtype(precision, device)
     world = world_size()
     per_device = cfg.per_device_batch_size
+    # safedpo.sft_weight > 0 adds the chosen answer's NLL (RPO); the margin only shifts the sigmoid term
+    loss = (
+        {"loss_type": ["sigmoid"]}
+        if cfg.sft_weight == 0
+        else {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, float(cfg.sft_weight)]}
+    )
     return DPOConfig(
         output_dir=str(output_dir),
         beta=cfg.beta,
-        loss_type=["sigmoid"],
+        **loss,
         precompute_ref_log_probs=True,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler.value,

@@ -60,7 +60,8 @@ def eval_judge_warnings(source: AnswerJudgeSource, pairs_judge: dict[str, Any] |
             "(and labelled the SafeDPO pairs): attacks it misjudges are invisible to this ASR. Set "
             "eval.target.judge.kind=guardrail (another checkpoint) or llm_guard for an independent judge."
         )
-    elif pairs_judge and same_checkpoint(pairs_judge.get("path"), source.path):
+    elif source.kind != "pattern" and pairs_judge and same_checkpoint(pairs_judge.get("path"), source.path):
+        # (a pattern judge is the world's truth: a target trained to satisfy it is simply safer)
         out.append(
             "the judge also labelled the SafeDPO pairs: the target was trained to satisfy it, so this ASR is not "
             "independent. Set eval.target.judge to another guardrail or LLM guard."
