@@ -56,10 +56,11 @@ def run_pipeline(cfg: Config) -> dict[str, Any]:
         from duoguard.toy_report import toy_world_report
 
         toy_world_report(out, cfg.target)
-    write_pipeline_index(out, report["objective"])
+    index = write_pipeline_index(out, report["objective"])
     log.info(
-        "pipeline done (objective %.4f): %s",
+        "pipeline done (objective %.4f): the reports are linked from %s (the target's: %s)",
         report["objective"],
+        index,
         read_manifest(evaluation, "target_eval").output("markdown"),
     )
     return report
