@@ -177,6 +177,18 @@ def time_parts(cfg, run: Path, history: list[dict], rounds: list[int]) -> dict[i
     return out
 
 
+def common_overrides(args, size: int) -> list[str]:
+    """The game config every variant of one size shares."""
+    return [
+        "logger=none",
+        "progress=false",
+        f"game.rounds={args.rounds}",
+        f"generator.grpo.prompts_per_step={size}",
+        *shape_overrides(args.shape),
+        *([f"runtime.device={args.device}"] if args.device else []),
+    ]
+
+
 HEALTH_OFF = ["game.league.size=0", "game.reward.novelty.weight=0", "game.report_every=0", "game.collapse.floor=0"]
 HEALTH_ON = ["game.league.size=3", "game.reward.novelty.weight=0.5", "game.report_every=1"]
 
@@ -253,14 +265,7 @@ def main() -> None:
         rows = []
         for size in [int(x) for x in args.sizes.split(",")]:
             out = Path(tempfile.mkdtemp(prefix="bench_health_"))
-            common = [
-                "logger=none",
-                "progress=false",
-                f"game.rounds={args.rounds}",
-                f"generator.grpo.prompts_per_step={size}",
-                *shape_overrides(args.shape),
-                *([f"runtime.device={args.device}"] if args.device else []),
-            ]
+            common = common_overrides(args, size)
             try:
                 rows += health(args, common, out)
             finally:
@@ -275,14 +280,7 @@ def main() -> None:
     rows = []
     for size in [int(x) for x in args.sizes.split(",")]:
         out = Path(tempfile.mkdtemp(prefix="bench_game_"))
-        common = [
-            "logger=none",
-            "progress=false",
-            f"game.rounds={args.rounds}",
-            f"generator.grpo.prompts_per_step={size}",
-            *shape_overrides(args.shape),
-            *([f"runtime.device={args.device}"] if args.device else []),
-        ]
+        common = common_overrides(args, size)
         try:
             histories, walls = {}, {}
             for runtime in runtimes:
