@@ -361,7 +361,7 @@ def check_nonfinite(history: list[dict], r: int, limit: int) -> None:
         total = sum(h.get(key) or 0 for h in history)
         if total and total >= limit:
             raise GameStopped(
-                f"role '{role}' skipped {total:g} updates with non-finite losses or rewards by round {r} "
+                f"role '{role}' skipped {total:g} updates with non-finite losses, rewards or gradients by round {r} "
                 f"(game.max_nonfinite_updates={limit}); the game stops with round {r - 1} complete"
             )
 

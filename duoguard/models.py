@@ -163,6 +163,12 @@ def load_tokenizer(
     return tok
 
 
+def attention_kwargs(model_cfg: ModelConfig) -> dict[str, str]:
+    """from_pretrained's attention argument when the config names a kernel (else transformers' default)."""
+    impl = model_cfg.attn_implementation
+    return {"attn_implementation": impl} if impl else {}
+
+
 def load_causal_lm(path: str, model_cfg: ModelConfig, device: str):
     """(model on `device`, left-padding tokenizer) of a causal LM for inference, with the model
     config's precision, trust_remote_code and hub revision (a local folder ignores the revision)."""
@@ -172,7 +178,11 @@ def load_causal_lm(path: str, model_cfg: ModelConfig, device: str):
     trust, revision = model_cfg.trust_remote_code, model_cfg.revision
     tokenizer = load_tokenizer(path, trust_remote_code=trust, revision=revision, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=pick_dtype(model_cfg.precision, device), trust_remote_code=trust, revision=revision
+        path,
+        dtype=pick_dtype(model_cfg.precision, device),
+        trust_remote_code=trust,
+        revision=revision,
+        **attention_kwargs(model_cfg),
     ).to(device)
     return model, tokenizer
 

@@ -2,8 +2,11 @@
 
 - `quiet_trainer`: keep the progress bar, drop the per-step log dicts from the console.
 - `SkipNonFinite`: a Trainer mixin that skips (and counts) an optimizer step whose loss is NaN
-  or inf, or whose inputs were flagged as such (e.g. non-finite rewards). A skipped step leaves
-  the weights and the optimizer state exactly as they were.
+  or inf, whose inputs were flagged as such (e.g. non-finite rewards), or whose gradients are not
+  all finite while the loss is (seen on an H200: bf16 SDPA attention over left-padded GRPO batches
+  gave NaN gradients from a finite loss, and the AdamW step turned every weight into NaN). A skipped
+  step leaves the weights and the optimizer state exactly as they were. Under DeepSpeed the engine
+  steps its own optimizer: only the loss check applies there.
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ def quiet_trainer(trainer) -> None:
 
     if trainer.pop_callback(PrinterCallback) is None and trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(_QuietProgress)
+
+
+def grads_finite(optimizer) -> bool:
+    """Whether every gradient the optimizer would apply is finite (one device sync)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
 
 class SkipNonFinite:
@@ -57,6 +68,8 @@ class SkipNonFinite:
             trainer = self
 
             def guarded_step(opt, *args, **kwargs):
+                if not trainer._skip_step and not grads_finite(opt):
+                    trainer._skip_step = True
                 if torch.distributed.is_available() and torch.distributed.is_initialized():
                     # data parallel: the gradients were averaged over ranks, so skip on every rank or none
                     flag = torch.tensor([float(trainer._skip_step)], device=trainer.args.device)

@@ -193,3 +193,21 @@ def test_bf16_generator_keeps_fp32_master_weights_so_a_tiny_update_moves_them(tm
     moved = sum(int((after[k].detach() != v).sum()) for k, v in before.items())
     total = sum(v.numel() for v in before.values())
     assert moved / total > 0.5, f"only {moved} of {total} weights moved at lr 1e-6"
+
+
+def test_attention_kernel_is_config(tmp_path, tiny_base):
+    """generator.model.attn_implementation reaches the model (eager avoided NaN gradients of bf16 GRPO on an
+    H200, BENCHMARKS.md); a kernel transformers does not know, and the guardrail (not wired), are refused."""
+    from duoguard.config import ConfigError
+    from duoguard.roles.generator import Generator
+    from tests.conftest import compose
+
+    cfg = compose([*ONE_STEP, "generator.model.attn_implementation=eager"], "game").generator
+    gen = Generator(tiny_base, cfg, work_dir=tmp_path, device="cpu", seed=0)
+    assert gen.model.config._attn_implementation == "eager"
+    default = Generator(tiny_base, compose(ONE_STEP, "game").generator, work_dir=tmp_path / "d", device="cpu")
+    assert default.model.config._attn_implementation == "sdpa"
+    with pytest.raises(ConfigError, match=r"generator\.model\.attn_implementation: must be one of"):
+        compose([*ONE_STEP, "generator.model.attn_implementation=fast"], "game")
+    with pytest.raises(ConfigError, match=r"guardrail\.model\.attn_implementation: is not applied"):
+        compose([*ONE_STEP, "guardrail.model.attn_implementation=eager"], "game")

@@ -61,6 +61,25 @@ def test_nan_loss_step_is_skipped_and_counted(guard, tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in guard.model.parameters())
 
 
+def nan_grad_on_calls(calls: set[int]):
+    """A loss that stays finite but whose gradients are NaN on the given calls (d sqrt(0 x) = inf x 0)."""
+    count = {"n": 0}
+
+    def loss(logits, target):
+        count["n"] += 1
+        value = zlpr_loss(logits, target)
+        return value + torch.sqrt(logits.sum() * 0.0) if count["n"] in calls else value
+
+    return loss
+
+
+def test_nan_gradients_from_a_finite_loss_skip_the_step(guard, tmp_path, monkeypatch):
+    monkeypatch.setitem(guardrail_module.MULTILABEL_LOSSES, "zlpr", nan_grad_on_calls({2}))
+    stats = guard.fit(TEXTS, labels(len(TEXTS)), CFG, output_dir=tmp_path, progress=False)
+    assert stats["skipped_steps"] == 1 and stats["train_steps"] == 3
+    assert all(torch.isfinite(p).all() for p in guard.model.parameters())
+
+
 def test_a_skipped_step_changes_nothing(guard, tmp_path, monkeypatch):
     before = {k: v.clone() for k, v in guard.model.state_dict().items()}
     monkeypatch.setitem(guardrail_module.MULTILABEL_LOSSES, "zlpr", nan_on_calls({1}))

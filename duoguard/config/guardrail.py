@@ -113,6 +113,11 @@ class GuardrailConfig(Section):
 
     def check(self, key: str) -> None:
         self.model.check(f"{key}.model")
+        check(
+            self.model.attn_implementation is None,
+            f"{key}.model.attn_implementation",
+            "is not applied to the guardrail yet (only to causal LMs: generator, target, LLM judges); leave it null",
+        )
         check(0.0 < self.threshold < 1.0, f"{key}.threshold", f"must be in (0, 1), got {self.threshold}")
         check(self.max_length > 0, f"{key}.max_length", "must be > 0")
         check(

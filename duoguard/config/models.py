@@ -44,6 +44,9 @@ class TinyModelConfig(Section):
     seed: int = setting(0, "seed of the random weights (same seed, same model)")
 
 
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention")
+
+
 @dataclass
 class ModelConfig(Section):
     name_or_path: str = setting(
@@ -55,9 +58,20 @@ class ModelConfig(Section):
         Precision.auto, "compute precision: auto = bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU"
     )
     tiny: TinyModelConfig = setting(factory=TinyModelConfig, help="the tiny model's shape (name_or_path: tiny)")
+    attn_implementation: str | None = setting(
+        None,
+        "transformers' attention kernel for a causal LM (generator, target, LLM judges): sdpa, eager, "
+        "flash_attention_2 or flex_attention; null = transformers' default (sdpa). Measured on an H200: the "
+        "tiny generator's bf16 GRPO steps got NaN gradients with sdpa over left-padded batches, none with eager",
+    )
 
     def check(self, key: str) -> None:
         check(bool(self.name_or_path), f"{key}.name_or_path", "is empty")
+        check(
+            self.attn_implementation in (None, *ATTN_IMPLEMENTATIONS),
+            f"{key}.attn_implementation",
+            f"must be one of {', '.join(ATTN_IMPLEMENTATIONS)} or null",
+        )
 
 
 @dataclass

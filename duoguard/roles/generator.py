@@ -31,7 +31,7 @@ from duoguard.config import GeneratorConfig, config_file
 from duoguard.data.record import PromptRecord
 from duoguard.distributed import barrier, join_group, launched
 from duoguard.errors import UserError
-from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
+from duoguard.models import attention_kwargs, load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.prompts import Condition, render
 from duoguard.training import (
     SkipNonFinite,
@@ -114,7 +114,11 @@ class Generator:
             model_path, trust_remote_code=model_cfg.trust_remote_code, revision=self.revision, padding_side="left"
         )
         self.model = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=torch.float32, trust_remote_code=model_cfg.trust_remote_code, revision=self.revision
+            model_path,
+            dtype=torch.float32,
+            trust_remote_code=model_cfg.trust_remote_code,
+            revision=self.revision,
+            **attention_kwargs(model_cfg),
         )
         # the KL reference stays the original policy, also when this generator was restored from a
         # later round's checkpoint
