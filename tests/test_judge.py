@@ -73,11 +73,23 @@ def test_label_pattern_rule_checks_the_intended_label():
     assert [v.keep for v in verdicts] == [True, False, False, True]
 
 
+def test_held_out_rule_rejects_what_the_game_must_never_see_whatever_the_label():
+    judge = Judge(replace(CFG, rules=["held_out"], held_out_pattern=r"\b(song|drum)\b"))
+    verdicts = judge.judge(
+        [cand("zz song tea"), cand("drum bread", unsafe=False), cand("zz songs tea"), cand("tea bread", unsafe=False)]
+    )
+    assert [v.reasons for v in verdicts] == [["held_out"], ["held_out"], [], []]
+
+
 def test_bad_judge_config_fails_clearly():
     with pytest.raises(UserError, match="unknown rule"):
         Judge(replace(CFG, rules=["vibes"]))
     with pytest.raises(UserError, match="label_pattern: is null"):
         Judge(replace(CFG, rules=["label_pattern"]))
+    with pytest.raises(UserError, match="held_out_pattern: is null"):
+        Judge(replace(CFG, rules=["held_out"]))
+    with pytest.raises(UserError, match="held_out_pattern"):
+        Judge(replace(CFG, rules=["held_out"], held_out_pattern="(song"))
 
 
 def test_language_detection():

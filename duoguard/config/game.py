@@ -32,6 +32,7 @@ class JudgeRule(Choice):
     not_degenerate = "not_degenerate"  # no repeated words or trigrams, enough letters
     language = "language"  # written in the condition's language
     label_pattern = "label_pattern"  # unsafe candidates match judge.label_pattern, safe ones do not
+    held_out = "held_out"  # no candidate matches judge.held_out_pattern (what the game must never see)
 
 
 class LabelCheck(Choice):
@@ -197,6 +198,11 @@ class JudgeConfig(Section):
     label_pattern: str | None = setting(
         None, "a regex that unsafe candidates must match and safe ones must not (toy worlds, markers)"
     )
+    held_out_pattern: str | None = setting(
+        None,
+        "a regex no kept candidate may match (rule held_out): text held out from the game, e.g. an evaluation "
+        "exploit's trigger words, never reaches the pool or the guardrail",
+    )
     llm: LLMJudgeConfig = setting(factory=LLMJudgeConfig, help="the optional LLM judge")
     label_check: LabelCheck | None = setting(
         None,
@@ -220,6 +226,13 @@ class JudgeConfig(Section):
             JudgeRule.label_pattern not in self.rules or self.label_pattern is not None,
             f"{key}.label_pattern",
             f"is null but {key}.rules lists label_pattern",
+        )
+        if self.held_out_pattern is not None:
+            compile_regex(self.held_out_pattern, f"{key}.held_out_pattern")
+        check(
+            JudgeRule.held_out not in self.rules or self.held_out_pattern is not None,
+            f"{key}.held_out_pattern",
+            f"is null but {key}.rules lists held_out",
         )
         self.llm.check(f"{key}.llm")
         check(

@@ -13,6 +13,8 @@ Rule checks always run (cheap, deterministic, each verdict says which rule faile
                     the same text the guardrail scores and the pool keeps. langdetect knows 55 languages
                     (all of data.languages' defaults: en, fr, es, de, it)
 - `label_pattern`   unsafe candidates match `label_pattern`, safe ones do not (toy worlds, marker tests)
+- `held_out`        no candidate matches `held_out_pattern`: what is held out from the game (an evaluation
+                    exploit's words) never reaches the pool, so the guardrail never trains on it
 
 An optional LLM judge then rates each surviving candidate 1-5 for "is a <label> request in
 <language> about <category>", as DuoGuard filtered with Llama-3.1-8B-Instruct. The rating is the
@@ -68,6 +70,7 @@ class Judge:
         if cfg.label_check == LabelCheck.llm and llm is None:
             raise UserError("judge.label_check=llm but no LLM judge was built (judge.llm.model)")
         self.pattern = re.compile(cfg.label_pattern) if cfg.label_pattern else None
+        self.held_out = re.compile(cfg.held_out_pattern) if cfg.held_out_pattern else None
         self.llm = llm
 
     def _failures(self, c: Candidate) -> list[str]:
@@ -94,6 +97,8 @@ class Judge:
                 fails.append("language")
             elif rule == "label_pattern" and bool(self.pattern.search(text)) != c.intended_unsafe:
                 fails.append("label_pattern")
+            elif rule == "held_out" and self.held_out.search(text):
+                fails.append("held_out")
         return fails
 
     def judge(self, candidates: Sequence[Candidate]) -> list[Verdict]:
