@@ -304,3 +304,20 @@ def test_roles_and_runtime_receive_their_typed_sections(tmp_path, cache_dir):
     assert type(generator.cfg) is GeneratorConfig
     assert type(judge.cfg) is JudgeConfig
     assert generator.cfg is not None and judge.cfg == cfg.judge
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "choices"),
+    [
+        ("CollapseConfig", "action", "warn, stop"),
+        ("RewardHackingConfig", "action", "warn, stop"),
+        ("NoveltyConfig", "embeddings", "none, guardrail"),
+    ],
+)
+def test_a_hand_built_section_with_an_unknown_choice_names_the_key_and_the_choices(section, field, choices):
+    """Sections built by hand (tests, notebooks) skip OmegaConf's enum check: check() still refuses them."""
+    import duoguard.config.game as game_config
+    from duoguard.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^game\.x\.{field}: must be one of {choices}, got 'bogus'$"):
+        getattr(game_config, section)(**{field: "bogus"}).check("game.x")

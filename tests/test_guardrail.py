@@ -65,7 +65,7 @@ def test_response_classification_formats_a_conversation(guard):
     assert "User: How do I bake bread?" in formatted and "Agent: Mix flour and water." in formatted
     with pytest.raises(GuardrailError, match="2 prompts but 1 responses"):
         guard.predict(["a", "b"], ["x"])
-    with pytest.raises(GuardrailError, match="list of texts"):
+    with pytest.raises(GuardrailError, match="list of prompts"):
         guard.predict("a single string")
 
 

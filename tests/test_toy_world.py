@@ -129,6 +129,10 @@ def test_pattern_guard_needs_both_the_prompt_and_the_answer_to_match():
 
     with pytest.raises(UserError, match="prompt_pattern"):
         only_answer.unsafe_scores(["cake"])
+    with pytest.raises(UserError, match="not a single string"):
+        judge.unsafe_scores("zz cake")
+    with pytest.raises(UserError, match="2 prompts but 1 responses"):
+        judge.unsafe_scores(["zz cake", "cake"], ["sure"])
 
 
 PATTERN_JUDGE = [

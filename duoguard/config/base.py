@@ -83,6 +83,15 @@ def check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def check_choice(value: object, choices: type[Choice], key: str) -> None:
+    """A value that must be a member of `choices` (a section built by hand may hold anything)."""
+    check(
+        isinstance(value, choices),
+        key,
+        f"must be one of {', '.join(c.value for c in choices)}, got {value!r}",
+    )
+
+
 def compile_regex(pattern: str, key: str, flags: int = 0) -> re.Pattern:
     """A configured regular expression, or a ConfigError naming its key."""
     try:

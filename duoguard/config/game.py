@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from duoguard.config.base import Choice, Section, check, compile_regex, setting
+from duoguard.config.base import Choice, Section, check, check_choice, compile_regex, setting
 from duoguard.config.models import ModelConfig, SamplingConfig
 
 
@@ -270,11 +270,7 @@ class NoveltyConfig(Section):
     def check(self, key: str) -> None:
         check(self.weight >= 0, f"{key}.weight", f"must be >= 0 (0 = off), got {self.weight}")
         check(self.ngram >= 1, f"{key}.ngram", f"must be >= 1, got {self.ngram}")
-        check(
-            isinstance(self.embeddings, NoveltyEmbeddings),
-            f"{key}.embeddings",
-            f"must be one of {', '.join(NoveltyEmbeddings.__members__)}, got {self.embeddings!r}",
-        )
+        check_choice(self.embeddings, NoveltyEmbeddings, f"{key}.embeddings")
 
 
 @dataclass
@@ -312,11 +308,7 @@ class CurriculumConfig(Section):
     temperature: float = setting(1.0, "weights are raised to 1/temperature: < 1 sharpens the rule, > 1 flattens it")
 
     def check(self, key: str) -> None:
-        check(
-            isinstance(self.rule, CurriculumRule),
-            f"{key}.rule",
-            f"must be one of {', '.join(CurriculumRule.__members__)}, got {self.rule!r}",
-        )
+        check_choice(self.rule, CurriculumRule, f"{key}.rule")
         check(0.0 <= self.mix <= 1.0, f"{key}.mix", f"must be in [0, 1], got {self.mix}")
         check(self.temperature > 0, f"{key}.temperature", f"must be > 0, got {self.temperature}")
 
@@ -349,11 +341,7 @@ class CollapseConfig(Section):
         )
         check(self.floor >= 0, f"{key}.floor", f"must be >= 0 (0 = off), got {self.floor}")
         check(self.rounds >= 1, f"{key}.rounds", f"must be >= 1, got {self.rounds}")
-        check(
-            isinstance(self.action, CollapseAction),
-            f"{key}.action",
-            f"must be one of {', '.join(CollapseAction.__members__)}, got {self.action!r}",
-        )
+        check_choice(self.action, CollapseAction, f"{key}.action")
 
 
 @dataclass
@@ -381,11 +369,7 @@ class RewardHackingConfig(Section):
     def check(self, key: str) -> None:
         check(self.rounds >= 1, f"{key}.rounds", f"must be >= 1, got {self.rounds}")
         check(self.min_change >= 0, f"{key}.min_change", f"must be >= 0, got {self.min_change}")
-        check(
-            isinstance(self.action, CollapseAction),
-            f"{key}.action",
-            f"must be one of {', '.join(CollapseAction.__members__)}, got {self.action!r}",
-        )
+        check_choice(self.action, CollapseAction, f"{key}.action")
 
 
 @dataclass
@@ -417,11 +401,7 @@ class GameConfig(Section):
             self.resume = ResumeMode(str(self.resume).lower())
 
     def check(self, key: str) -> None:
-        check(
-            isinstance(self.resume, ResumeMode),
-            f"{key}.resume",
-            f"must be one of {', '.join(ResumeMode.__members__)}, got {self.resume!r}",
-        )
+        check_choice(self.resume, ResumeMode, f"{key}.resume")
         check(self.rounds >= 1, f"{key}.rounds", f"must be >= 1, got {self.rounds}")
         check(0.0 <= self.unsafe_fraction <= 1.0, f"{key}.unsafe_fraction", "must be in [0, 1]")
         check(self.guardrail_epochs > 0, f"{key}.guardrail_epochs", "must be > 0")

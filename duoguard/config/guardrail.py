@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from duoguard.config.base import Choice, Section, check, setting
+from duoguard.config.base import Choice, Section, check, check_choice, setting
 from duoguard.config.models import LRScheduler, ModelConfig
 
 
@@ -70,11 +70,7 @@ class CalibrationConfig(Section):
     )
 
     def check(self, key: str) -> None:
-        check(
-            isinstance(self.rule, CalibrationRule),
-            f"{key}.rule",
-            f"must be one of {', '.join(r.value for r in CalibrationRule)}, got {self.rule!r}",
-        )
+        check_choice(self.rule, CalibrationRule, f"{key}.rule")
         check(0.0 < self.target_fpr < 1.0, f"{key}.target_fpr", f"must be in (0, 1), got {self.target_fpr}")
         check(self.min_rows >= 1, f"{key}.min_rows", f"must be >= 1, got {self.min_rows}")
 

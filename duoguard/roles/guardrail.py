@@ -31,7 +31,7 @@ from transformers import Trainer
 from duoguard.atomic import write_json_atomic
 from duoguard.config import GuardrailTrainConfig, Precision, config_file
 from duoguard.distributed import is_main, join_group, launched, world_size
-from duoguard.errors import UserError
+from duoguard.errors import UserError, check_batch
 from duoguard.losses import MULTILABEL_LOSSES, UNKNOWN
 from duoguard.models import load_tokenizer, pick_device, pick_dtype, quiet_transformers
 from duoguard.training import (
@@ -209,12 +209,9 @@ class Guardrail:
     def format(self, prompts: Sequence[str], responses: Sequence[str | None] | None = None) -> list[str]:
         """Prompt classification for prompts alone; response classification for pairs. A pair longer than
         max_length tokens loses the end of its prompt, never its response (the part being judged)."""
-        if isinstance(prompts, str):
-            raise GuardrailError("predict() takes a list of texts, not a single string")
+        check_batch(prompts, responses, "predict()", GuardrailError)
         if responses is None:
             return list(prompts)
-        if len(responses) != len(prompts):
-            raise GuardrailError(f"{len(prompts)} prompts but {len(responses)} responses")
         return [p if r is None else self._pair(p, r) for p, r in zip(prompts, responses, strict=True)]
 
     def _pair(self, prompt: str, response: str) -> str:

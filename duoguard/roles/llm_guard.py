@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from duoguard.config import LLAMA_GUARD_TEMPLATE
-from duoguard.errors import UserError
+from duoguard.errors import UserError, check_batch
 
 
 class LLMGuard:
@@ -71,10 +71,7 @@ class LLMGuard:
         self, prompts: Sequence[str], responses: Sequence[str | None] | None = None, *, progress: bool = False
     ) -> np.ndarray:
         """P(unsafe) per (prompt, response), 0 for an empty response; prompt classification without responses."""
-        if isinstance(prompts, str):
-            raise UserError("unsafe_scores() takes a list of prompts, not a single string")
-        if responses is not None and len(responses) != len(prompts):
-            raise UserError(f"{len(prompts)} prompts but {len(responses)} responses")
+        check_batch(prompts, responses, "unsafe_scores()")
         pairs = list(zip(prompts, responses if responses is not None else [None] * len(prompts), strict=True))
         out = np.zeros(len(pairs), dtype=np.float32)
         todo = [i for i, (_, r) in enumerate(pairs) if r is None or r.strip()]

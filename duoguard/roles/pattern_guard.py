@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from duoguard.config import compile_regex
-from duoguard.errors import UserError
+from duoguard.errors import UserError, check_batch
 
 
 class PatternGuard:
@@ -34,10 +34,7 @@ class PatternGuard:
         self, prompts: Sequence[str], responses: Sequence[str | None] | None = None, *, progress: bool = False
     ) -> np.ndarray:
         """1.0 per unsafe (prompt, response), else 0.0; prompt classification without responses."""
-        if isinstance(prompts, str):
-            raise UserError("unsafe_scores() takes a list of prompts, not a single string")
-        if responses is not None and len(responses) != len(prompts):
-            raise UserError(f"{len(prompts)} prompts but {len(responses)} responses")
+        check_batch(prompts, responses, "unsafe_scores()")
         if responses is None:
             if self.prompt_pattern is None:
                 raise UserError("a pattern judge without prompt_pattern cannot classify prompts alone")
