@@ -154,8 +154,12 @@ def model_shape(model: ModelConfig, num_labels: int | None = None) -> Shape | No
         except (OSError, ValueError, KeyError) as e:  # a folder transformers cannot read: planned as unknown
             log.warning("memory plan: cannot read the shape of %s (%s)", model.name_or_path, e)
             return None
-    t = model.tiny
-    tiny = dict(
+    return _count("tiny", json.dumps(tiny_shape(model.tiny), sort_keys=True), num_labels, False)
+
+
+def tiny_shape(t) -> dict:
+    """The tiny model's transformers config (Qwen2) as keyword arguments, without its tokenizer."""
+    return dict(
         model_type="qwen2",
         vocab_size=t.vocab_size,  # the trained tokenizer's size is at most this
         hidden_size=t.hidden_size,
@@ -166,7 +170,6 @@ def model_shape(model: ModelConfig, num_labels: int | None = None) -> Shape | No
         max_position_embeddings=t.max_position_embeddings,
         tie_word_embeddings=True,
     )
-    return _count("tiny", json.dumps(tiny, sort_keys=True), num_labels, False)
 
 
 @functools.cache

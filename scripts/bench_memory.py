@@ -98,22 +98,11 @@ def hf_config(model_cfg, num_labels: int | None = None):
     """The transformers config of a model section: the shipped shape's config.json, or the tiny one."""
     from transformers import AutoConfig
 
-    from duoguard.plan import shape_source
+    from duoguard.plan import shape_source, tiny_shape
 
     source, folder = shape_source(model_cfg)
     if source == "tiny":
-        t = model_cfg.tiny
-        cfg = AutoConfig.for_model(
-            "qwen2",
-            vocab_size=t.vocab_size,
-            hidden_size=t.hidden_size,
-            intermediate_size=t.intermediate_size,
-            num_hidden_layers=t.num_layers,
-            num_attention_heads=t.num_heads,
-            num_key_value_heads=t.num_kv_heads,
-            max_position_embeddings=t.max_position_embeddings,
-            tie_word_embeddings=True,
-        )
+        cfg = AutoConfig.for_model(**tiny_shape(model_cfg.tiny))
     elif folder is not None:
         cfg = AutoConfig.from_pretrained(folder)
     else:
@@ -265,16 +254,23 @@ def generator_grpo(cfg, device: str, work: Path) -> str:
     policy.eval()
     checkpointing(policy, False)
     with torch.no_grad(), autocast(device, dtype):
-        out = policy.generate(
-            prompts,
-            attention_mask=torch.ones_like(prompts),
-            max_new_tokens=new,
-            min_new_tokens=new,
-            do_sample=True,
-            pad_token_id=0,
-        )
+        out = generate_exactly(policy, prompts, new)
     update(out)
     return f"{batch} x {PROMPT_TOKENS}+{new}"
+
+
+def generate_exactly(model, prompts, new: int):
+    """Sampled continuations of exactly `new` tokens (no early end: the planned length is what is held)."""
+    import torch
+
+    return model.generate(
+        prompts,
+        attention_mask=torch.ones_like(prompts),
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=True,
+        pad_token_id=0,
+    )
 
 
 def target_generate(cfg, device: str, work: Path) -> str:
@@ -288,14 +284,7 @@ def target_generate(cfg, device: str, work: Path) -> str:
     new = t.sampling.max_new_tokens
     prompts = torch.randint(0, model.config.vocab_size, (t.batch_size, PROMPT_TOKENS), device=device)
     with torch.no_grad():
-        model.generate(
-            prompts,
-            attention_mask=torch.ones_like(prompts),
-            max_new_tokens=new,
-            min_new_tokens=new,
-            do_sample=True,
-            pad_token_id=0,
-        )
+        generate_exactly(model, prompts, new)
     return f"{t.batch_size} x {PROMPT_TOKENS}+{new}"
 
 

@@ -9,6 +9,12 @@
 # Other switches: GPU_CHECK_PARTS=B,C1 (run only those), GPU_CHECK_BUDGET=420 (seconds for the whole script),
 # GPU_CHECK_TIMEOUT_SCALE=8 (every part's timeout times 8: the slow CPU test), GPU_CHECK_WORK (scratch folder).
 #
+# Before (on a machine with pip and ../shared/data; both folders are git-ignored): `.whl/` holds the Python 3.12
+# x86-64 wheels of what the CUDA machine lacks (trl, transformers, datasets, hydra-core, omegaconf, antlr4-python3-
+# runtime, dill, multiprocess, fsspec, regex, langdetect; `pip download --no-deps --only-binary=:all:
+# --python-version 3.12 --platform manylinux2014_x86_64 -d .whl NAME==VERSION` at the venv's versions, `pip wheel
+# --no-deps -w .whl` for the two sdists), and `.gpu_data/` copies scripts/bench_guardrail.py's DATA_FILES.
+#
 # Setup: the wheels in .whl/ are installed into /tmp/site (pip --target, no index, no deps) and put first on
 # PYTHONPATH with the repository root (duoguard imports from the checkout; duoguard/config/paths.py finds
 # conf/ beside the package). Then, in order of value, each under its own `timeout` and within an overall

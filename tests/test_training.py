@@ -43,13 +43,17 @@ def labels(n):
     return y.numpy()
 
 
-def nan_on_calls(calls: set[int]):
+def nan_on_calls(calls: set[int], *, finite_loss: bool = False):
+    """The zlpr loss, poisoned on the given calls: a NaN loss, or (finite_loss) a finite loss whose
+    gradients are NaN (d sqrt(0 x) = inf x 0)."""
     count = {"n": 0}
 
     def loss(logits, target):
         count["n"] += 1
         value = zlpr_loss(logits, target)
-        return value * float("nan") if count["n"] in calls else value
+        if count["n"] not in calls:
+            return value
+        return value + torch.sqrt(logits.sum() * 0.0) if finite_loss else value * float("nan")
 
     return loss
 
@@ -61,20 +65,8 @@ def test_nan_loss_step_is_skipped_and_counted(guard, tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in guard.model.parameters())
 
 
-def nan_grad_on_calls(calls: set[int]):
-    """A loss that stays finite but whose gradients are NaN on the given calls (d sqrt(0 x) = inf x 0)."""
-    count = {"n": 0}
-
-    def loss(logits, target):
-        count["n"] += 1
-        value = zlpr_loss(logits, target)
-        return value + torch.sqrt(logits.sum() * 0.0) if count["n"] in calls else value
-
-    return loss
-
-
 def test_nan_gradients_from_a_finite_loss_skip_the_step(guard, tmp_path, monkeypatch):
-    monkeypatch.setitem(guardrail_module.MULTILABEL_LOSSES, "zlpr", nan_grad_on_calls({2}))
+    monkeypatch.setitem(guardrail_module.MULTILABEL_LOSSES, "zlpr", nan_on_calls({2}, finite_loss=True))
     stats = guard.fit(TEXTS, labels(len(TEXTS)), CFG, output_dir=tmp_path, progress=False)
     assert stats["skipped_steps"] == 1 and stats["train_steps"] == 3
     assert all(torch.isfinite(p).all() for p in guard.model.parameters())
