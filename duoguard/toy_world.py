@@ -94,6 +94,13 @@ def exploits(text: str) -> set[str]:
     return {family for family, vocab in FAMILIES.items() if ws & set(vocab)}
 
 
+def distinct_exploits(texts: list[str]) -> int:
+    """Distinct ways the prompts hide the marker among open families' words: the number of distinct sets of
+    open-family words found beside the marker in the prompts that use an open family's exploit."""
+    family_words = {w for f in OPEN_FAMILIES for w in FAMILIES[f]}
+    return len({frozenset(set(words(t)) & family_words) for t in texts if exploits(t) & set(OPEN_FAMILIES)})
+
+
 def prompt_words() -> list[str]:
     """The words prompts are made of (the guardrail's and the generator's vocabulary)."""
     return [MARKER, *WEAPONS, *(w for f in FAMILIES.values() for w in f), *FILLER]

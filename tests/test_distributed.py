@@ -52,11 +52,19 @@ def train_stage(cfg, ranks: int, deepspeed: bool):
     return stats, AutoModelForSequenceClassification.from_pretrained(path).state_dict()
 
 
+@pytest.fixture(scope="module")
+def one_rank_guardrail(tmp_path_factory, tiny_base):
+    """The guardrail stage on one rank, without DeepSpeed: what every DeepSpeed stage is compared with."""
+    return train_stage(guardrail_cfg(tmp_path_factory.mktemp("guardrail"), "one"), ranks=1, deepspeed=False)
+
+
 @pytest.mark.parametrize("stage", ["zero2", "zero3", "zero3_offload"])  # offload: optimizer and weights on CPU
-def test_guardrail_training_on_two_ranks_with_deepspeed_matches_one_rank(tmp_path, tiny_base, stage):
+def test_guardrail_training_on_two_ranks_with_deepspeed_matches_one_rank(
+    tmp_path, tiny_base, one_rank_guardrail, stage
+):
     from transformers import AutoModelForCausalLM
 
-    one, one_weights = train_stage(guardrail_cfg(tmp_path, "one"), ranks=1, deepspeed=False)
+    one, one_weights = one_rank_guardrail
     cfg = guardrail_cfg(tmp_path, "two", f"guardrail.train.deepspeed={CONF_DIR / 'deepspeed' / f'{stage}.json'}")
     two, two_weights = train_stage(cfg, ranks=2, deepspeed=True)
     assert one["train_steps"] == two["train_steps"] == 3
@@ -140,11 +148,19 @@ def train_target_stage(cfg, base: str, ranks: int, deepspeed: bool):
     return stats, AutoModelForCausalLM.from_pretrained(Path(cfg.output_dir) / "target").state_dict()
 
 
+@pytest.fixture(scope="module")
+def one_rank_safedpo(tmp_path_factory, tiny_base):
+    """The SafeDPO stage on one rank, without DeepSpeed: what every DeepSpeed stage is compared with."""
+    return train_target_stage(
+        safedpo_cfg(tmp_path_factory.mktemp("safedpo"), "one"), tiny_base, ranks=1, deepspeed=False
+    )
+
+
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_safedpo_on_two_ranks_with_deepspeed_matches_one_rank(tmp_path, tiny_base, stage):
+def test_safedpo_on_two_ranks_with_deepspeed_matches_one_rank(tmp_path, tiny_base, one_rank_safedpo, stage):
     from transformers import AutoModelForCausalLM
 
-    one, one_weights = train_target_stage(safedpo_cfg(tmp_path, "one"), tiny_base, ranks=1, deepspeed=False)
+    one, one_weights = one_rank_safedpo
     cfg = safedpo_cfg(tmp_path, "two", f"safedpo.deepspeed={CONF_DIR / 'deepspeed' / f'{stage}.json'}")
     two, two_weights = train_target_stage(cfg, tiny_base, ranks=2, deepspeed=True)
     assert one["train_steps"] == two["train_steps"] == 2 * cfg.safedpo.epochs  # 8 pairs, 4 per optimizer step

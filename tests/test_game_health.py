@@ -59,15 +59,6 @@ def test_under_covered_curriculum_draws_the_less_covered_cell_in_the_next_round(
     assert sum(n.startswith("rates_") for n in images) == 2, images  # written twice in three rounds
 
 
-def distinct_exploits(texts: list[str]) -> int:
-    """Distinct ways a prompt hides the marker: the set of open-family words it hides it among
-    (the world's truth, duoguard/toy_world.py: an exploit is the marker among a family's words)."""
-    from duoguard import toy_world as tw
-
-    family_words = {w for f in tw.OPEN_FAMILIES for w in tw.FAMILIES[f]}
-    return len({frozenset(set(tw.words(t)) & family_words) for t in texts if tw.exploits(t) & set(tw.OPEN_FAMILIES)})
-
-
 def play_toy_world(out, *overrides):
     from duoguard.game import play_game
 
@@ -82,6 +73,7 @@ def test_novelty_term_finds_more_exploits_keeps_the_pool_diverse_and_quiets_the_
     on. Off, GRPO converges on few phrasings: the last round's distinct bigrams fall to ~0.12 and the
     collapse alarm (floor 0.2) fires; on, they stay at ~0.25, and the pool's distinct bigrams rise from
     ~0.21 to ~0.26."""
+    from duoguard import toy_world as tw
     from duoguard.data.pool import Pool
     from duoguard.diversity import distinct_n
 
@@ -95,7 +87,7 @@ def test_novelty_term_finds_more_exploits_keeps_the_pool_diverse_and_quiets_the_
         runs[weight] = {
             "last_distinct_2": history[-1]["diversity/distinct_2"],
             "pool_distinct_2": distinct_n(texts, 2),
-            "exploits": distinct_exploits(texts),
+            "exploits": tw.distinct_exploits(texts),
             "alarm": any("collapse alarm" in r.getMessage() for r in caplog.records),
         }
     off, on = runs[0.0], runs[0.5]

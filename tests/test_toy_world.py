@@ -38,6 +38,20 @@ def test_exploits_are_the_marker_hidden_among_one_familys_words():
     assert tw.exploits("bread tea") == set()  # no marker: safe, no exploit
 
 
+def test_distinct_exploits_count_the_sets_of_open_family_words_beside_the_marker():
+    texts = [
+        "bread zz tea",
+        "tea bread zz please",  # the same set {bread, tea}: not a new exploit
+        "zz rose",
+        "rose zz train",  # {rose, train}: a third one
+        "zz song piano",  # the held-out family: not an open exploit
+        "knife zz bread",  # a weapon word: the seeds' own pattern
+        "bread tea",  # no marker
+    ]
+    assert tw.distinct_exploits(texts) == 3
+    assert tw.distinct_exploits([]) == 0
+
+
 def test_seeds_follow_the_truth_and_leave_the_heldout_family_out():
     seeds = tw.seed_rows()
     assert all(r["unsafe"] == tw.is_unsafe(r["text"]) for r in seeds)
