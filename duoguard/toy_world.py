@@ -201,7 +201,8 @@ def build_tokenizer(vocab: list[str]):
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, model_max_length=256)
 
 
-def _model(tokenizer, seed: int, *, hidden_size: int = 32):
+def tiny_qwen2(tokenizer, seed: int, *, hidden_size: int = 32):
+    """A random 2-layer Qwen2 causal LM over `tokenizer` (tied embeddings), initialised from `seed`."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -277,11 +278,11 @@ def build_world(folder: Path) -> None:
     _write_jsonl(folder / FILES["heldout_exploit"], heldout_rows())
     _write_jsonl(folder / FILES["preferences"], preference_rows())
     tokenizer = build_tokenizer(prompt_words())
-    base = _model(tokenizer, seed=0)
+    base = tiny_qwen2(tokenizer, seed=0)
     base.save_pretrained(folder / FILES["base"])
     tokenizer.save_pretrained(folder / FILES["base"])
     tokenizer = build_tokenizer(vocabulary())
-    target = _model(tokenizer, seed=1)
+    target = tiny_qwen2(tokenizer, seed=1)
     loss = train_target(target, tokenizer)
     target.save_pretrained(folder / FILES["target"])
     tokenizer.save_pretrained(folder / FILES["target"])

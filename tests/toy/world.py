@@ -49,31 +49,15 @@ def seed_rows(n: int = 120, seed: int = 0) -> list[dict]:
 
 def build_toy_world(root: Path) -> Path:
     """Write seeds.jsonl and a tiny causal-LM checkpoint (its tokenizer knows only toy words)."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
     from duoguard.models import build_tiny_tokenizer
+    from duoguard.toy_world import tiny_qwen2
 
     root.mkdir(parents=True, exist_ok=True)
     rows = seed_rows()
     (root / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     corpus = [" ".join([*WEAPONS, *KITCHEN, *FILLER, MARKER])] * 50 + [r["text"] for r in rows]
     tok = build_tiny_tokenizer(corpus, 200, all_bytes=False)
-    config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).save_pretrained(root)
+    tiny_qwen2(tok, seed=0).save_pretrained(root)
     tok.save_pretrained(root)
     return root
 
