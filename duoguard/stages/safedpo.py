@@ -178,7 +178,6 @@ def release_memory() -> None:
 
 
 def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
-    from duoguard.roles.target import Target
     from duoguard.safedpo.pairs import build_pairs, read_pku_saferlhf, save_pairs
 
     out = Path(cfg.output_dir)
@@ -216,6 +215,8 @@ def run_safedpo_stage(cfg: Config) -> dict[str, Any]:
         )
     write_prompts(out / HELDOUT_ATTACKS, heldout)
     judge_source = pairs_judge_source(cfg, guard_path, pool_dir, game) if train_prompts else None
+    from duoguard.roles.target import Target  # torch: after every check of the stage's inputs
+
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out, config=to_container(cfg), job_type="safedpo")
     try:
