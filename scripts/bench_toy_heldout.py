@@ -9,9 +9,9 @@ Each variant plays `experiment=toy_world`'s game (same seeds) with its overrides
 guardrail on the held-out family (duoguard/toy_world.py: `heldout_rows`, music words with and without the
 marker, never in the game's seeds, conditions or pool): the share of exploits flagged, of safe prompts
 passed, and the AUROC of the two (threshold-free), beside the pool's size, its prompts that use an open
-exploit, distinct exploits
-(`toy_world.distinct_exploits`) and distinct bigrams and the fool rate per round. One table, variants side
-by side (one row per variant and seed), then with several seeds each variant's means.
+exploit, its distinct exploits (`toy_world.distinct_exploits`), its distinct bigrams and the fool rate per
+round. One table, variants side by side (one row per variant and seed), then with several seeds each
+variant's means.
 """
 
 from __future__ import annotations
