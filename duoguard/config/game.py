@@ -220,20 +220,15 @@ class JudgeConfig(Section):
             f"must be > 0 and <= {key}.max_length_ratio",
         )
         check(0 <= self.max_seed_similarity <= 1, f"{key}.max_seed_similarity", "must be in [0, 1]")
-        if self.label_pattern is not None:
-            compile_regex(self.label_pattern, f"{key}.label_pattern")
-        check(
-            JudgeRule.label_pattern not in self.rules or self.label_pattern is not None,
-            f"{key}.label_pattern",
-            f"is null but {key}.rules lists label_pattern",
-        )
-        if self.held_out_pattern is not None:
-            compile_regex(self.held_out_pattern, f"{key}.held_out_pattern")
-        check(
-            JudgeRule.held_out not in self.rules or self.held_out_pattern is not None,
-            f"{key}.held_out_pattern",
-            f"is null but {key}.rules lists held_out",
-        )
+        for rule, field in ((JudgeRule.label_pattern, "label_pattern"), (JudgeRule.held_out, "held_out_pattern")):
+            pattern = getattr(self, field)
+            if pattern is not None:
+                compile_regex(pattern, f"{key}.{field}")
+            check(
+                rule not in self.rules or pattern is not None,
+                f"{key}.{field}",
+                f"is null but {key}.rules lists {rule.value}",
+            )
         self.llm.check(f"{key}.llm")
         check(
             self.label_check is not None,
