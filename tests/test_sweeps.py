@@ -21,7 +21,9 @@ TINY = [
 
 
 @pytest.mark.slow
-def test_a_2x2_multirun_gives_every_job_its_own_folder_checkpoints_and_wandb_run(tmp_path, cache_dir):
+def test_a_2x2_multirun_gives_every_job_its_own_run_and_the_ray_runtime_plays_the_local_game(tmp_path, cache_dir):
+    from duoguard.data.pool import Pool
+
     proc = run_app(
         "duoguard-game",
         "-m",
@@ -34,16 +36,26 @@ def test_a_2x2_multirun_gives_every_job_its_own_folder_checkpoints_and_wandb_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted((p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     assert [p.name for p in jobs] == ["0", "1", "2", "3"]
-    combos, runs = set(), []
+    games, runs = {}, []
     for job in jobs:
-        assert [json.loads(x)["round"] for x in (job / "metrics.jsonl").read_text().splitlines()] == [1]
+        metrics = [json.loads(x) for x in (job / "metrics.jsonl").read_text().splitlines()]
+        assert [m["round"] for m in metrics] == [1]
         assert json.loads((job / "checkpoints" / "latest.json").read_text())["round"] == 1
         assert len(list((job / "wandb").glob("offline-run-*"))) == 1
-        combos.add(tuple(sorted(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))))
+        overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+        pool = [(r.id, r.text, round(r.guardrail_score, 5)) for r in Pool(job / "pool").records()]
+        games[overrides["runtime"], overrides["game.reward.fool_weight"]] = (metrics[0], pool)
         runs.append(json.loads((job / "wandb_run.json").read_text()))
-    assert len(combos) == 4  # every combination ran once
+    assert set(games) == {(r, w) for r in ("local", "ray") for w in ("0.5", "1.0")}  # every combination ran once
     assert {r["group"] for r in runs} == {f"game-{tmp_path.name}"}  # one W&B group for the sweep
     assert len({r["id"] for r in runs}) == 4 and all(r["name"].startswith("game-") for r in runs)
+    # the same game on Ray actors as in one process: the same metrics and the same pool
+    keys = ("generated", "kept", "accepted", "fool_rate", "mean_reward", "kl", "heldout_f1", "guardrail_acc_after")
+    for weight in ("0.5", "1.0"):
+        (local, local_pool), (ray, ray_pool) = games["local", weight], games["ray", weight]
+        for key in keys:
+            assert local[key] == pytest.approx(ray[key], abs=1e-6), (weight, key)
+        assert local_pool == ray_pool and local_pool, weight
 
 
 @pytest.mark.slow
