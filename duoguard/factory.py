@@ -16,7 +16,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from duoguard.config import BenchmarkConfig, Config, ConfigError, Contaminated, ModelConfig, OnBadRow
+from duoguard.config import (
+    BenchmarkConfig,
+    CalibrationRule,
+    Config,
+    ConfigError,
+    Contaminated,
+    ModelConfig,
+    OnBadRow,
+)
 from duoguard.data.benchmarks import Benchmark, load_benchmark
 from duoguard.data.decontam import Decontaminator
 from duoguard.data.readers import builtin_seed_texts, load_seeds, load_train_files
@@ -82,10 +90,27 @@ def split_with_responses(samples: list[Sample], cfg: Config) -> tuple[list[Sampl
     across the split through its answers)."""
     d = cfg.data
     train, heldout = split_heldout(samples, d.heldout_fraction, d.split_seed)
-    if d.response_examples:
-        train += response_examples(train, d.response_templates)
-        heldout += response_examples(heldout, d.response_templates)
-    return train, heldout
+    return _with_responses(train, cfg), _with_responses(heldout, cfg)
+
+
+def split_for_calibration(samples: list[Sample], cfg: Config) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """duoguard-guardrail's train / calibration / held-out split: the held-out split of `split_with_responses`,
+    its families divided again (`guardrail.calibration.split` of them choose the decision thresholds, the
+    others measure them), so no reported held-out row is one the thresholds were chosen on. With
+    `guardrail.calibration.rule: none` nothing is calibrated and the whole held-out split is measured."""
+    d, c = cfg.data, cfg.guardrail.calibration
+    train, heldout = split_heldout(samples, d.heldout_fraction, d.split_seed)
+    calibration: list[Sample] = []
+    if c.rule != CalibrationRule.none and heldout:
+        heldout, calibration = split_heldout(heldout, c.split, d.split_seed + 1)
+    return tuple(_with_responses(part, cfg) for part in (train, calibration, heldout))  # type: ignore[return-value]
+
+
+def _with_responses(prompts: list[Sample], cfg: Config) -> list[Sample]:
+    """`prompts` and, with data.response_examples, their response examples (made from these prompts only)."""
+    if not cfg.data.response_examples:
+        return prompts
+    return prompts + response_examples(prompts, cfg.data.response_templates)
 
 
 def load_benchmark_entry(b: BenchmarkConfig, key: str) -> Benchmark:

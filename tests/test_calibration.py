@@ -1,5 +1,6 @@
-"""Decision thresholds a deployment tunes: chosen on the held-out split (best F1 or a target FPR),
-overall and per language, stored in the checkpoint and used by every `predict`-based decision."""
+"""Decision thresholds a deployment tunes: chosen on part of the held-out split (best F1 or a target FPR),
+overall and per language, measured on the rest, stored in the checkpoint and used by every `predict`-based
+decision."""
 
 from __future__ import annotations
 
@@ -174,8 +175,46 @@ def test_checkpoints_without_or_with_bad_thresholds(guard, tmp_path):
 
 
 # ---------------------------------------------------------------- the stage
+def family_keys(samples) -> set[str]:
+    return {s.family or s.id for s in samples if not s.response}  # a response example is its prompt's
+
+
+def test_thresholds_are_chosen_on_held_out_families_the_report_never_measures():
+    from duoguard.factory import build_taxonomy, load_training_samples, split_for_calibration, split_with_responses
+
+    cfg = compose(["output_dir=/tmp/x"])
+    samples = load_training_samples(cfg, build_taxonomy(cfg))
+    train, calibration, heldout = split_for_calibration(samples, cfg)
+    assert calibration and heldout
+    keys = [family_keys(part) for part in (train, calibration, heldout)]
+    assert not keys[0] & keys[1] and not keys[0] & keys[2] and not keys[1] & keys[2]
+    # the same training rows as the game's split; the held-out families are divided about in half
+    train_only, heldout_all = split_with_responses(samples, cfg)
+    assert [s.id for s in train] == [s.id for s in train_only]
+    assert sorted(s.id for s in calibration + heldout) == sorted(s.id for s in heldout_all)
+    assert 0.35 < len(keys[1]) / (len(keys[1]) + len(keys[2])) < 0.65
+    # each part's answers are made from its own prompts
+    for part in (calibration, heldout):
+        prompts = {s.id for s in part if not s.response}
+        answers = [s for s in part if s.response]
+        assert answers and all(s.provenance["response_for"] in prompts for s in answers)
+    # nothing to calibrate: the whole held-out split is measured
+    none = compose(["output_dir=/tmp/x", "guardrail.calibration.rule=none"])
+    _, calibration, heldout = split_for_calibration(samples, none)
+    assert calibration == [] and [s.id for s in heldout] == [s.id for s in heldout_all]
+
+
+def test_a_calibration_split_outside_zero_one_names_the_key():
+    from duoguard.config import ConfigError
+
+    for bad in ("0", "1.0"):
+        with pytest.raises(ConfigError, match=r"guardrail\.calibration\.split.*must be in \(0, 1\)"):
+            compose(["output_dir=/tmp/x", f"guardrail.calibration.split={bad}"])
+
+
 @pytest.mark.slow
 def test_stage_writes_thresholds_and_reports_f1_at_half_and_calibrated(tmp_path, cache_dir):
+    from duoguard.factory import build_taxonomy, load_training_samples, split_for_calibration
     from duoguard.stages.guardrail import run_guardrail_stage
 
     cfg = compose(
@@ -191,7 +230,7 @@ def test_stage_writes_thresholds_and_reports_f1_at_half_and_calibrated(tmp_path,
     checkpoint = tmp_path / "guardrail"
     stored = json.loads((checkpoint / THRESHOLDS_FILE).read_text())
     cal = result["calibration"]
-    assert cal["rule"] == "best_f1" and "all" not in cal["fallback"]
+    assert cal["rule"] == "best_f1" and "all" not in cal["fallback"] and cal["split"] == 0.5
     assert stored["threshold"] == cal["threshold"] and stored["languages"] == cal["languages"]
     loaded = Guardrail.from_pretrained(checkpoint, device="cpu")
     assert loaded.threshold == cal["threshold"] and loaded.language_thresholds == cal["languages"]
@@ -201,11 +240,21 @@ def test_stage_writes_thresholds_and_reports_f1_at_half_and_calibrated(tmp_path,
     assert report["eval"]["benchmarks"]["heldout"]["overall"]["f1@0.5"] == held["overall"]["f1@0.5"]
     for m in [held["overall"], *held["languages"].values()]:
         assert m["f1@0.5"] is not None and m["f1"] is not None and m["auprc"] is not None
+    # the thresholds were chosen on the calibration rows and the held-out rows are the others
+    count = lambda part: sum(n for c in result["data"][part].values() for n in c.values())  # noqa: E731
+    _, calibration_rows, heldout_rows = split_for_calibration(load_training_samples(cfg, build_taxonomy(cfg)), cfg)
+    assert cal["n"] == count("calibration") == len(calibration_rows) > 0
+    assert held["overall"]["n"] == count("heldout") == len(heldout_rows) > 0
     # a calibrated threshold is the best F1 on the rows it was chosen on: never below 0.5's there
+    labels = np.array([s.unsafe for s in calibration_rows])
+    scores = np.array(loaded.unsafe_scores([s.text for s in calibration_rows], [s.response for s in calibration_rows]))
+    langs = np.array([s.language for s in calibration_rows])
+    for lang, t in [("all", cal["threshold"]), *cal["languages"].items()]:
+        mask = np.ones(len(langs), bool) if lang == "all" else langs == lang
+        assert (
+            binary_metrics(labels[mask], scores[mask], t)["f1"] >= binary_metrics(labels[mask], scores[mask], 0.5)["f1"]
+        )
     for lang, t in cal["languages"].items():
-        m = held["languages"][lang]
-        assert m["threshold"] == t and m["f1"] >= m["f1@0.5"]
-    if not cal["languages"]:
-        assert held["overall"]["threshold"] == cal["threshold"] and held["overall"]["f1"] >= held["overall"]["f1@0.5"]
+        assert held["languages"][lang]["threshold"] == t
     md = (tmp_path / "guardrail_report.md").read_text()
-    assert "f1@0.5" in md and "## Decision thresholds" in md and "| heldout" in md
+    assert "f1@0.5" in md and "## Decision thresholds" in md and "| heldout" in md and "calibration safe" in md

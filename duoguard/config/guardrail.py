@@ -56,22 +56,28 @@ class CalibrationRule(Choice):
 
 @dataclass
 class CalibrationConfig(Section):
-    """How duoguard-guardrail picks its decision thresholds on the held-out split, stored in the checkpoint."""
+    """How duoguard-guardrail picks its decision thresholds on part of the held-out split, stored in the checkpoint."""
 
     rule: CalibrationRule = setting(
         CalibrationRule.best_f1,
         "best_f1, target_fpr or none (none keeps guardrail.threshold); one threshold overall, one per language",
     )
     target_fpr: float = setting(0.05, "the false-positive rate rule target_fpr allows on the held-out split")
+    split: float = setting(
+        0.5,
+        "share of the held-out split's families the thresholds are chosen on; the report's held-out metrics "
+        "are measured on the other families (never on the rows the thresholds were chosen on)",
+    )
     min_rows: int = setting(
         100,
-        "held-out rows (safe and unsafe both present) a language needs for its own threshold; fewer: the "
+        "calibration rows (safe and unsafe both present) a language needs for its own threshold; fewer: the "
         "overall one (and the overall one needs as many, else guardrail.threshold)",
     )
 
     def check(self, key: str) -> None:
         check_choice(self.rule, CalibrationRule, f"{key}.rule")
         check(0.0 < self.target_fpr < 1.0, f"{key}.target_fpr", f"must be in (0, 1), got {self.target_fpr}")
+        check(0.0 < self.split < 1.0, f"{key}.split", f"must be in (0, 1), got {self.split}")
         check(self.min_rows >= 1, f"{key}.min_rows", f"must be >= 1, got {self.min_rows}")
 
 

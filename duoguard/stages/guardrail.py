@@ -30,7 +30,7 @@ from duoguard.factory import (
     model_path,
     new_guardrail,
     set_up_torch,
-    split_with_responses,
+    split_for_calibration,
 )
 from duoguard.manifest import StageManifest, write_manifest
 from duoguard.metrics import calibrate_thresholds
@@ -76,26 +76,26 @@ def train_and_save(cfg: Config, taxonomy, train: list[Sample], path: Path) -> di
     return stats
 
 
-def calibrate_guardrail(guardrail, heldout: list[Sample], cfg: Config, *, progress: bool = False) -> dict[str, Any]:
-    """Choose the decision thresholds on the held-out split (`guardrail.calibration`), overall and per
+def calibrate_guardrail(guardrail, rows: list[Sample], cfg: Config, *, progress: bool = False) -> dict[str, Any]:
+    """Choose the decision thresholds on the calibration rows (`guardrail.calibration`), overall and per
     language, and give them to `guardrail`; a language or split the rule cannot calibrate keeps the
     fallback (the overall threshold, or `guardrail.threshold`)."""
     c = cfg.guardrail.calibration
-    scores = guardrail.unsafe_scores([s.text for s in heldout], [s.response for s in heldout], progress=progress)
+    scores = guardrail.unsafe_scores([s.text for s in rows], [s.response for s in rows], progress=progress)
     calibration = calibrate_thresholds(
-        [s.unsafe for s in heldout],
+        [s.unsafe for s in rows],
         scores,
-        [s.language for s in heldout],
+        [s.language for s in rows],
         c.rule.value,
         target_fpr=c.target_fpr,
         min_rows=c.min_rows,
         default=cfg.guardrail.threshold,
     )
-    calibration["min_rows"] = c.min_rows
+    calibration["min_rows"], calibration["split"] = c.min_rows, c.split
     guardrail.calibrate(calibration)
     if "all" in calibration["fallback"] and c.rule.value != "none":
         log.warning(
-            "guardrail.calibration: held-out split not calibrated (%s); threshold stays %s",
+            "guardrail.calibration: calibration rows not calibrated (%s); threshold stays %s",
             calibration["fallback"]["all"],
             cfg.guardrail.threshold,
         )
@@ -119,12 +119,18 @@ def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
     samples, decontamination = decontaminated_training_samples(
         cfg, load_training_samples(cfg, taxonomy), build_decontaminator(cfg), out_dir
     )
-    train, heldout = split_with_responses(samples, cfg)
+    # thresholds are chosen on one part of the held-out families and measured on the other
+    train, calibration_rows, heldout = split_for_calibration(samples, cfg)
     set_up_torch(cfg)
     tracker = Tracker(cfg.logger, out_dir, config=to_container(cfg), job_type="guardrail")
     try:
         g = cfg.guardrail
-        log.info("training guardrail on %d samples (%d held out)", len(train), len(heldout))
+        log.info(
+            "training guardrail on %d samples (%d held out to calibrate, %d to measure)",
+            len(train),
+            len(calibration_rows),
+            len(heldout),
+        )
         checkpoint = out_dir / "guardrail"
         stats = run_ranks(
             train_and_save,
@@ -143,7 +149,7 @@ def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
             checkpoint=str(checkpoint),
             device=cfg.runtime.device,
         )
-        calibration = calibrate_guardrail(guardrail, heldout, cfg, progress=cfg.progress)
+        calibration = calibrate_guardrail(guardrail, calibration_rows, cfg, progress=cfg.progress)
         guardrail.save_thresholds(checkpoint)  # from_pretrained (classify, eval, SafeDPO) decides with them
         evals = ([samples_benchmark("heldout", heldout)] if heldout else []) + benchmarks
         report = evaluate_guardrail(guardrail, evals, progress=cfg.progress)
@@ -153,6 +159,7 @@ def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
             "taxonomy": taxonomy.name,
             "data": {
                 "train": composition(train),
+                "calibration": composition(calibration_rows),
                 "heldout": composition(heldout),
                 "decontamination": decontamination,
             },
@@ -186,15 +193,11 @@ def run_guardrail_stage(cfg: Config) -> dict[str, Any]:
 
 
 def guardrail_markdown(result: dict[str, Any]) -> str:
+    data = result["data"]
+    parts = ("train", "calibration", "heldout")
     data_rows = [
-        (
-            lang,
-            c.get("safe", 0),
-            c.get("unsafe", 0),
-            result["data"]["heldout"].get(lang, {}).get("safe", 0),
-            result["data"]["heldout"].get(lang, {}).get("unsafe", 0),
-        )
-        for lang, c in result["data"]["train"].items()
+        (lang, *(data[part].get(lang, {}).get(label, 0) for part in parts for label in ("safe", "unsafe")))
+        for lang in sorted({lang for part in parts for lang in data[part]})
     ]
     t = result["train"]
     c = result["calibration"]
@@ -211,17 +214,26 @@ def guardrail_markdown(result: dict[str, Any]) -> str:
                 f"Checkpoint: `{result['checkpoint']}` · taxonomy `{result['taxonomy']}`",
                 "## Data\n\n"
                 + markdown_table(
-                    ("language", "train safe", "train unsafe", "held-out safe", "held-out unsafe"), data_rows
+                    (
+                        "language",
+                        "train safe",
+                        "train unsafe",
+                        "calibration safe",
+                        "calibration unsafe",
+                        "held-out safe",
+                        "held-out unsafe",
+                    ),
+                    data_rows,
                 )
                 + "\n\n"
                 + decontamination_line(result["data"]["decontamination"]),
                 f"## Training\n\n{t['train_examples']:,} examples, {t['train_steps']} steps, "
                 f"final loss {t['train_loss']:.4f}, {t['train_seconds']:.1f} s",
-                f"## Decision thresholds\n\nRule `{rule}` on the held-out split ({c['n']:,} rows), stored in "
-                "the checkpoint's thresholds.json\n\n"
+                f"## Decision thresholds\n\nRule `{rule}` on the calibration rows ({c['n']:,}: held-out families "
+                "kept apart from the held-out rows below), stored in the checkpoint's thresholds.json\n\n"
                 + markdown_table(("language", "threshold", "source"), threshold_rows),
                 "## Evaluation (unsafe = max category probability > the threshold of the row's language; f1@0.5: "
-                "DuoGuard's fixed threshold; the held-out rows are those the thresholds were chosen on)\n\n"
+                "DuoGuard's fixed threshold; no held-out row is one the thresholds were chosen on)\n\n"
                 + eval_tables(result["eval"]),
             ]
         )
