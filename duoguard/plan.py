@@ -37,8 +37,10 @@ e bytes per activation element, b sequences of s tokens per rank, s_l tokens wit
                                                 generation under ZeRO-3 also gathers the full weights
                                                 (TRL's ds3_gather_for_generation): + P·w·(1 - 1/N)
 
-A prompt is planned as `PROMPT_TOKENS` long. These are arithmetic estimates, checked against
-published parameter counts only (tests/test_plan.py), not measured on GPUs.
+SafeDPO is two phases that never hold memory at once, each planned on its own: building the pairs (the
+target answering, the answer judge, the helpfulness scorer, a model responder: stage "safedpo pairs")
+and training (stage "safedpo"). A prompt is planned as `PROMPT_TOKENS` long. These are arithmetic
+estimates, checked against published parameter counts only (tests/test_plan.py), not measured on GPUs.
 """
 
 from __future__ import annotations
@@ -53,12 +55,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from duoguard.config import (
+    AnswerJudge,
+    AnswerJudgeConfig,
     Config,
     EvalMode,
     GuardrailUpdate,
     HardwareConfig,
+    HelpfulnessScorer,
     LoraSettings,
     ModelConfig,
+    PairRecipe,
     Precision,
     RefusalJudge,
     Responder,
@@ -719,11 +725,55 @@ def _inference(stage: str, role: str, model: ModelConfig, where, batch: int, tok
     )
 
 
+def _answer_judge(stage: str, judge: AnswerJudgeConfig, cfg: Config, where, tokens: int, key: str) -> list[RolePlan]:
+    """The model that labels answers unsafe (`safedpo.pairs.judge`, `eval.target.judge`), by its kind: the
+    game's guardrail, another guardrail checkpoint (`path`), a Llama-Guard-style LM (one forward over the
+    filled template, the first answer token's logits) or nothing (pattern)."""
+    if judge.kind == AnswerJudge.pattern or (judge.kind == AnswerJudge.guardrail and not judge.path):
+        return []
+    if judge.kind == AnswerJudge.llm_guard:
+        if judge.model is None:
+            return []
+        b = _bytes(judge.model.precision)
+        return [
+            _role(
+                stage,
+                "answer judge",
+                judge.model,
+                where,
+                lambda shape: Work(shape, b, b, (Pass(judge.batch_size, tokens + PROMPT_TOKENS, 1),)),
+                ways_out=lambda p, room: [
+                    f"a smaller batch: {key}.batch_size={judge.batch_size}",
+                    f"a smaller guard model ({key}.model)",
+                ],
+            )
+        ]
+    g = cfg.guardrail
+    model = (
+        g.model if judge.kind == AnswerJudge.game else ModelConfig(name_or_path=judge.path, precision=g.model.precision)
+    )
+    gb = _bytes(model.precision)
+    return [
+        _role(
+            stage,
+            "answer judge (guardrail)",
+            model,
+            where,
+            lambda shape: Work(shape, gb, gb, (_guardrail_predict(cfg),), lm=False),
+            num_labels=len(cfg.taxonomy.categories),
+        )
+    ]
+
+
 def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[float, str]]:
+    """Two phases that never share a GPU's memory: the pairs (the target answers, the judge labels, the
+    helpfulness scorer and a model responder, all loaded at once in the app's process: stage
+    "safedpo pairs"), then training (the ranks load the target afresh: stage "safedpo")."""
     s, t = cfg.safedpo, cfg.target
     device = place.process_device()
     shown = f"{s.num_workers} ranks x 1" if s.num_workers > 1 else "1"
     where = (shown, device, place.per_gpu) if device else ("cpu", "cpu", None)
+    one = ("1", device, place.per_gpu) if device else ("cpu", "cpu", None)
     wb = _bytes(t.model.precision)
     answer = PROMPT_TOKENS + t.sampling.max_new_tokens
 
@@ -732,10 +782,7 @@ def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[floa
             shape,
             wb,
             wb,
-            (
-                Pass(2 * s.per_device_batch_size, s.max_length, s.max_length, train=True),  # chosen + rejected
-                Pass(t.batch_size, answer, 1, kv=True),  # answers for the pairs, before training
-            ),
+            (Pass(2 * s.per_device_batch_size, s.max_length, s.max_length, train=True),),  # chosen + rejected
             trains=True,
             master=wb == 2,
             lora=s.lora,
@@ -753,31 +800,37 @@ def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[floa
             f"{_zero3_ranks(p.work, room)}",
             _offload("safedpo.deepspeed"),
             f"a smaller batch or length: safedpo.per_device_batch_size={s.per_device_batch_size}, "
-            f"safedpo.max_length={s.max_length}, target.batch_size={t.batch_size}",
+            f"safedpo.max_length={s.max_length}",
         ]
         if not s.gradient_checkpointing:
             out.append("safedpo.gradient_checkpointing=true")
         return out
 
-    roles = [_role("safedpo", "target", t.model, where, target_work, ways_out=target_ways)]
-    g = cfg.guardrail
-    gb = _bytes(g.model.precision)
-    roles.append(  # the game's guardrail labels the answers (loaded in the compute precision)
-        _role(
-            "safedpo",
-            "guardrail",
-            cfg.guardrail.model,
-            where,
-            lambda shape: Work(shape, gb, gb, (_guardrail_predict(cfg),), lm=False),
-            num_labels=len(cfg.taxonomy.categories),
-        )
-    )
-    if s.pairs.responder == Responder.model and s.pairs.responder_model is not None:
+    pairs = "safedpo pairs"
+    p = s.pairs
+    roles = [_inference(pairs, "target", t.model, one, t.batch_size, answer, "target.batch_size")]
+    roles += _answer_judge(pairs, p.judge, cfg, one, answer, "safedpo.pairs.judge")
+    if p.recipe == PairRecipe.helpfulness and p.helpfulness.model is not None:
+        h = p.helpfulness
+        hb = _bytes(h.model.precision)
+        rm = h.scorer == HelpfulnessScorer.reward_model  # a sequence classifier with one logit
         roles.append(
-            _inference(
-                "safedpo", "responder", s.pairs.responder_model, where, t.batch_size, answer, "target.batch_size"
+            _role(
+                pairs,
+                "helpfulness scorer",
+                h.model,
+                one,
+                lambda shape: Work(shape, hb, hb, (Pass(h.batch_size, answer + PROMPT_TOKENS, 1),), lm=not rm),
+                num_labels=1 if rm else None,
+                ways_out=lambda p_, room: [
+                    f"a smaller batch: safedpo.pairs.helpfulness.batch_size={h.batch_size}",
+                    "a smaller scorer (safedpo.pairs.helpfulness.model)",
+                ],
             )
         )
+    if p.responder == Responder.model and p.responder_model is not None:
+        roles.append(_inference(pairs, "responder", p.responder_model, one, t.batch_size, answer, "target.batch_size"))
+    roles.append(_role("safedpo", "target", t.model, where, target_work, ways_out=target_ways))
     return roles, (float(s.num_workers if device else 0), f"safedpo.num_workers={s.num_workers} ranks")
 
 
@@ -811,6 +864,7 @@ def _eval(cfg: Config, place: _Placement, target: bool) -> tuple[list[RolePlan],
                     "eval.target.refusal_llm.batch_size",
                 )
             )
+        roles += _answer_judge("eval", cfg.eval.target.judge, cfg, where, answer, "eval.target.judge")
     return roles, (1.0 if device else 0.0, "runtime.device")
 
 
