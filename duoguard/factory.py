@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -102,8 +103,30 @@ def split_for_calibration(samples: list[Sample], cfg: Config) -> tuple[list[Samp
     train, heldout = split_heldout(samples, d.heldout_fraction, d.split_seed)
     calibration: list[Sample] = []
     if c.rule != CalibrationRule.none and heldout:
-        heldout, calibration = split_heldout(heldout, c.split, d.split_seed + 1)
+        heldout, calibration = _divide_families(heldout, c.split, d.split_seed + 1)
+        if not (heldout and calibration):
+            log.warning(
+                "guardrail.calibration.split: the held-out split has one family (%d rows): %s; raise "
+                "data.heldout_fraction for both",
+                len(heldout) + len(calibration),
+                "nothing to calibrate on, the threshold stays guardrail.threshold"
+                if heldout
+                else "every held-out row calibrates, none is measured",
+            )
     return tuple(_with_responses(part, cfg) for part in (train, calibration, heldout))  # type: ignore[return-value]
+
+
+def _divide_families(samples: list[Sample], share: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(the rest, `share` of the families): split_heldout's stratified split, and where its strata are too small
+    to give both sides a family (each stratum one family), a plain split of the families that does."""
+    rest, part = split_heldout(samples, share, seed)
+    keys = [s.family or s.id or f"#{i}" for i, s in enumerate(samples)]
+    families = list(dict.fromkeys(keys))
+    if (rest and part) or len(families) < 2:
+        return rest, part
+    random.Random(seed).shuffle(families)
+    chosen = set(families[: min(max(round(len(families) * share), 1), len(families) - 1)])
+    return [s for s, k in zip(samples, keys) if k not in chosen], [s for s, k in zip(samples, keys) if k in chosen]
 
 
 def _with_responses(prompts: list[Sample], cfg: Config) -> list[Sample]:

@@ -734,14 +734,14 @@ def _answer_judge(stage: str, judge: AnswerJudgeConfig, cfg: Config, where, toke
     if judge.kind == AnswerJudge.llm_guard:
         if judge.model is None:
             return []
-        b = _bytes(judge.model.precision)
+        b, seq = _bytes(judge.model.precision), tokens + PROMPT_TOKENS  # the template around the answer
         return [
             _role(
                 stage,
                 "answer judge",
                 judge.model,
                 where,
-                lambda shape: Work(shape, b, b, (Pass(judge.batch_size, tokens + PROMPT_TOKENS, 1),)),
+                lambda shape: Work(shape, b, b, (Pass(judge.batch_size, seq, seq),)),  # logits at every position
                 ways_out=lambda p, room: [
                     f"a smaller batch: {key}.batch_size={judge.batch_size}",
                     f"a smaller guard model ({key}.model)",
@@ -756,7 +756,7 @@ def _answer_judge(stage: str, judge: AnswerJudgeConfig, cfg: Config, where, toke
     return [
         _role(
             stage,
-            "answer judge (guardrail)",
+            "guardrail" if judge.kind == AnswerJudge.game else "answer judge (guardrail)",
             model,
             where,
             lambda shape: Work(shape, gb, gb, (_guardrail_predict(cfg),), lm=False),
@@ -808,19 +808,21 @@ def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[floa
 
     pairs = "safedpo pairs"
     p = s.pairs
-    roles = [_inference(pairs, "target", t.model, one, t.batch_size, answer, "target.batch_size")]
+    answers = t.batch_size * p.samples_per_prompt  # sequences per generate() call (num_return_sequences)
+    roles = [_inference(pairs, "target", t.model, one, answers, answer, "target.batch_size")]
     roles += _answer_judge(pairs, p.judge, cfg, one, answer, "safedpo.pairs.judge")
     if p.recipe == PairRecipe.helpfulness and p.helpfulness.model is not None:
         h = p.helpfulness
         hb = _bytes(h.model.precision)
         rm = h.scorer == HelpfulnessScorer.reward_model  # a sequence classifier with one logit
+        seq = answer + PROMPT_TOKENS  # the rating LM's question around the answer (logits at every position)
         roles.append(
             _role(
                 pairs,
                 "helpfulness scorer",
                 h.model,
                 one,
-                lambda shape: Work(shape, hb, hb, (Pass(h.batch_size, answer + PROMPT_TOKENS, 1),), lm=not rm),
+                lambda shape: Work(shape, hb, hb, (Pass(h.batch_size, seq, 1 if rm else seq),), lm=not rm),
                 num_labels=1 if rm else None,
                 ways_out=lambda p_, room: [
                     f"a smaller batch: safedpo.pairs.helpfulness.batch_size={h.batch_size}",
@@ -829,42 +831,49 @@ def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[floa
             )
         )
     if p.responder == Responder.model and p.responder_model is not None:
-        roles.append(_inference(pairs, "responder", p.responder_model, one, t.batch_size, answer, "target.batch_size"))
+        k = p.samples_per_prompt if p.recipe == PairRecipe.helpfulness else 1  # the responder's answers per prompt
+        roles.append(
+            _inference(pairs, "responder", p.responder_model, one, t.batch_size * k, answer, "target.batch_size")
+        )
     roles.append(_role("safedpo", "target", t.model, where, target_work, ways_out=target_ways))
     return roles, (float(s.num_workers if device else 0), f"safedpo.num_workers={s.num_workers} ranks")
 
 
 def _eval(cfg: Config, place: _Placement, target: bool) -> tuple[list[RolePlan], tuple[float, str]]:
+    """duoguard-eval: the guardrail on benchmarks, or (target mode, the pipeline's eval) the target with its
+    judges: the answer judge (eval.target.judge, the SafeDPO run's guardrail by default) and an LLM
+    refusal judge."""
     device = place.process_device()
     where = ("1", device, place.per_gpu) if device else ("cpu", "cpu", None)
     g, t = cfg.guardrail, cfg.target
-    gb = _bytes(g.model.precision)
-    guard = _role(
-        "eval",
-        "guardrail",
-        g.model,
-        where,
-        lambda shape: Work(shape, gb, gb, (_guardrail_predict(cfg),), lm=False),
-        num_labels=len(cfg.taxonomy.categories),
-    )
-    roles = [guard]
-    if target:
-        answer = PROMPT_TOKENS + t.sampling.max_new_tokens
-        roles.append(_inference("eval", "target", t.model, where, t.batch_size, answer, "target.batch_size"))
-        refusal = cfg.eval.target
-        if refusal.refusal_judge == RefusalJudge.llm and refusal.refusal_llm.model is not None:
-            roles.append(
-                _inference(
-                    "eval",
-                    "refusal judge",
-                    refusal.refusal_llm.model,
-                    where,
-                    refusal.refusal_llm.batch_size,
-                    answer + PROMPT_TOKENS,
-                    "eval.target.refusal_llm.batch_size",
-                )
+    if not target:
+        gb = _bytes(g.model.precision)
+        guard = _role(
+            "eval",
+            "guardrail",
+            g.model,
+            where,
+            lambda shape: Work(shape, gb, gb, (_guardrail_predict(cfg),), lm=False),
+            num_labels=len(cfg.taxonomy.categories),
+        )
+        return [guard], (1.0 if device else 0.0, "runtime.device")
+    answer = PROMPT_TOKENS + t.sampling.max_new_tokens
+    answers = t.batch_size * cfg.eval.target.samples_per_prompt
+    roles = [_inference("eval", "target", t.model, where, answers, answer, "target.batch_size")]
+    refusal = cfg.eval.target
+    if refusal.refusal_judge == RefusalJudge.llm and refusal.refusal_llm.model is not None:
+        roles.append(
+            _inference(
+                "eval",
+                "refusal judge",
+                refusal.refusal_llm.model,
+                where,
+                refusal.refusal_llm.batch_size,
+                answer + PROMPT_TOKENS,
+                "eval.target.refusal_llm.batch_size",
             )
-        roles += _answer_judge("eval", cfg.eval.target.judge, cfg, where, answer, "eval.target.judge")
+        )
+    roles += _answer_judge("eval", cfg.eval.target.judge, cfg, where, answer, "eval.target.judge")
     return roles, (1.0 if device else 0.0, "runtime.device")
 
 

@@ -204,6 +204,28 @@ def test_thresholds_are_chosen_on_held_out_families_the_report_never_measures():
     assert calibration == [] and [s.id for s in heldout] == [s.id for s in heldout_all]
 
 
+def test_the_calibration_share_is_the_split_and_a_small_held_out_split_still_gives_both_sides(caplog):
+    from duoguard.factory import build_taxonomy, load_training_samples, split_for_calibration
+
+    cfg = compose(["output_dir=/tmp/x", "guardrail.calibration.split=0.25"])
+    samples = load_training_samples(cfg, build_taxonomy(cfg))
+    _, calibration, heldout = split_for_calibration(samples, cfg)
+    calibrating, measured = len(family_keys(calibration)), len(family_keys(heldout))
+    assert 0.15 < calibrating / (calibrating + measured) < 0.35
+    # two held-out families, each its own stratum: one calibrates, one is measured
+    tiny = compose(["output_dir=/tmp/x", "data.heldout_fraction=0.02"])
+    _, calibration, heldout = split_for_calibration(samples, tiny)
+    assert len(family_keys(calibration)) == len(family_keys(heldout)) == 1
+    # one held-out family: the warning says which side is empty
+    one = [s for s in samples if s.family == samples[0].family]  # a request and its translations
+    with caplog.at_level("WARNING"):
+        _, calibration, heldout = split_for_calibration(
+            one, compose(["output_dir=/tmp/x", "data.heldout_fraction=0.99"])
+        )
+    assert calibration + heldout and not (calibration and heldout)
+    assert "held-out split has one family" in caplog.text
+
+
 def test_a_calibration_split_outside_zero_one_names_the_key():
     from duoguard.config import ConfigError
 

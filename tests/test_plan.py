@@ -149,12 +149,9 @@ def test_safedpo_plans_what_builds_the_pairs_apart_from_training_and_each_answer
     # the shipped judge (the game's guardrail) and a model responder build the pairs; the ranks train alone
     plan = make_plan("safedpo", compose(base, "safedpo"))
     pairs, training = stage_roles(plan, "safedpo pairs"), stage_roles(plan, "safedpo")
-    assert set(pairs) == {"target", "answer judge (guardrail)", "responder"} and set(training) == {"target"}
+    assert set(pairs) == {"target", "guardrail", "responder"} and set(training) == {"target"}
     assert pairs["target"].optimizer == "inference" and training["target"].optimizer.startswith("AdamW")
-    assert (
-        pairs["answer judge (guardrail)"].work.shape.params
-        == make_plan("game", compose(base, "game")).roles[1].work.shape.params
-    )
+    assert pairs["guardrail"].work.shape.params == make_plan("game", compose(base, "game")).roles[1].work.shape.params
 
     # the two phases are checked apart: a GPU that holds either one (not both at once) fits
     pairs_total = sum(r.total for r in pairs.values())
@@ -182,17 +179,20 @@ def test_safedpo_plans_what_builds_the_pairs_apart_from_training_and_each_answer
     assert lm.params - scorer.work.shape.params == 128256 * 4096 - 4096  # the head of V outputs -> one
     assert not scorer.work.lm
 
-    # the evaluation's ASR judge is planned beside the target it judges
-    evaluated = stage_roles(
-        make_plan(
-            "pipeline",
-            compose(
-                [*base, "eval.target.judge.kind=llm_guard", f"+judge/model@eval.target.judge.model={LLAMA}"], "pipeline"
-            ),
-        ),
-        "eval",
+    # the target's evaluation loads the target and its judges: the SafeDPO run's guardrail, or an LLM guard
+    evaluated = stage_roles(make_plan("pipeline", compose(base, "pipeline")), "eval")
+    assert set(evaluated) == {"target", "guardrail"}
+    llm_judge = ["eval.target.judge.kind=llm_guard", f"+judge/model@eval.target.judge.model={LLAMA}"]
+    evaluated = stage_roles(make_plan("pipeline", compose([*base, *llm_judge], "pipeline")), "eval")
+    assert set(evaluated) == {"target", "answer judge"}
+    # answers per generate() call: target.batch_size x samples_per_prompt sequences hold KV cache
+    two = stage_roles(
+        make_plan("safedpo", compose([*base, "safedpo.pairs.samples_per_prompt=2"], "safedpo")), "safedpo pairs"
     )
-    assert {"guardrail", "target", "answer judge"} <= set(evaluated)
+    four = stage_roles(
+        make_plan("safedpo", compose([*base, "safedpo.pairs.samples_per_prompt=4"], "safedpo")), "safedpo pairs"
+    )
+    assert four["target"].terms["activations"] == pytest.approx(2 * two["target"].terms["activations"], rel=0.01)
 
 
 def test_zero_offload_and_lora_divide_the_right_terms(tmp_path):

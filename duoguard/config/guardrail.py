@@ -49,7 +49,7 @@ class GuardrailTrainConfig(Section):
 
 
 class CalibrationRule(Choice):
-    best_f1 = "best_f1"  # the threshold of highest F1 on the held-out split
+    best_f1 = "best_f1"  # the threshold of highest F1 on the calibration rows
     target_fpr = "target_fpr"  # the most unsafe rows caught at a false-positive rate <= target_fpr
     none = "none"  # keep guardrail.threshold
 
@@ -62,7 +62,7 @@ class CalibrationConfig(Section):
         CalibrationRule.best_f1,
         "best_f1, target_fpr or none (none keeps guardrail.threshold); one threshold overall, one per language",
     )
-    target_fpr: float = setting(0.05, "the false-positive rate rule target_fpr allows on the held-out split")
+    target_fpr: float = setting(0.05, "the false-positive rate rule target_fpr allows on the calibration rows")
     split: float = setting(
         0.5,
         "share of the held-out split's families the thresholds are chosen on; the report's held-out metrics "
@@ -94,7 +94,7 @@ class GuardrailConfig(Section):
         "duoguard-guardrail replaces it in its checkpoint by the calibrated ones (guardrail.calibration)",
     )
     calibration: CalibrationConfig = setting(
-        factory=CalibrationConfig, help="decision thresholds chosen on the held-out split"
+        factory=CalibrationConfig, help="decision thresholds chosen on part of the held-out split"
     )
     max_length: int = setting(512, "inputs are cut to this many tokens (DuoGuard: 512)")
     response_template: str = setting(

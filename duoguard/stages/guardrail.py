@@ -91,7 +91,8 @@ def calibrate_guardrail(guardrail, rows: list[Sample], cfg: Config, *, progress:
         min_rows=c.min_rows,
         default=cfg.guardrail.threshold,
     )
-    calibration["min_rows"], calibration["split"] = c.min_rows, c.split
+    calibration["min_rows"] = c.min_rows
+    calibration["split"] = c.split if c.rule.value != "none" else None  # none: nothing split off
     guardrail.calibrate(calibration)
     if "all" in calibration["fallback"] and c.rule.value != "none":
         log.warning(
@@ -229,8 +230,14 @@ def guardrail_markdown(result: dict[str, Any]) -> str:
                 + decontamination_line(result["data"]["decontamination"]),
                 f"## Training\n\n{t['train_examples']:,} examples, {t['train_steps']} steps, "
                 f"final loss {t['train_loss']:.4f}, {t['train_seconds']:.1f} s",
-                f"## Decision thresholds\n\nRule `{rule}` on the calibration rows ({c['n']:,}: held-out families "
-                "kept apart from the held-out rows below), stored in the checkpoint's thresholds.json\n\n"
+                "## Decision thresholds\n\n"
+                + (
+                    f"Rule `{rule}` on the calibration rows ({c['n']:,}: held-out families kept apart from the "
+                    "held-out rows below), stored in the checkpoint's thresholds.json"
+                    if c["rule"] != "none"
+                    else "Rule `none`: guardrail.threshold, nothing calibrated"
+                )
+                + "\n\n"
                 + markdown_table(("language", "threshold", "source"), threshold_rows),
                 "## Evaluation (unsafe = max category probability > the threshold of the row's language; f1@0.5: "
                 "DuoGuard's fixed threshold; no held-out row is one the thresholds were chosen on)\n\n"
