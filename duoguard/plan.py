@@ -725,10 +725,13 @@ def _inference(stage: str, role: str, model: ModelConfig, where, batch: int, tok
     )
 
 
-def _answer_judge(stage: str, judge: AnswerJudgeConfig, cfg: Config, where, tokens: int, key: str) -> list[RolePlan]:
+def _answer_judge(
+    stage: str, judge: AnswerJudgeConfig, cfg: Config, where, tokens: int, key: str, *, game_path: str | None = None
+) -> list[RolePlan]:
     """The model that labels answers unsafe (`safedpo.pairs.judge`, `eval.target.judge`), by its kind: the
-    game's guardrail, another guardrail checkpoint (`path`), a Llama-Guard-style LM (one forward over the
-    filled template, the first answer token's logits) or nothing (pattern)."""
+    game's guardrail (the checkpoint `game_path` when given, else `guardrail.model`'s shape), another guardrail
+    checkpoint (`path`), a Llama-Guard-style LM (one forward over the filled template, whose logits
+    transformers computes at every position) or nothing (pattern)."""
     if judge.kind == AnswerJudge.pattern or (judge.kind == AnswerJudge.guardrail and not judge.path):
         return []
     if judge.kind == AnswerJudge.llm_guard:
@@ -749,9 +752,8 @@ def _answer_judge(stage: str, judge: AnswerJudgeConfig, cfg: Config, where, toke
             )
         ]
     g = cfg.guardrail
-    model = (
-        g.model if judge.kind == AnswerJudge.game else ModelConfig(name_or_path=judge.path, precision=g.model.precision)
-    )
+    path = game_path if judge.kind == AnswerJudge.game else judge.path
+    model = ModelConfig(name_or_path=path, precision=g.model.precision) if path else g.model
     gb = _bytes(model.precision)
     return [
         _role(
@@ -810,7 +812,7 @@ def _safedpo(cfg: Config, place: _Placement) -> tuple[list[RolePlan], tuple[floa
     p = s.pairs
     answers = t.batch_size * p.samples_per_prompt  # sequences per generate() call (num_return_sequences)
     roles = [_inference(pairs, "target", t.model, one, answers, answer, "target.batch_size")]
-    roles += _answer_judge(pairs, p.judge, cfg, one, answer, "safedpo.pairs.judge")
+    roles += _answer_judge(pairs, p.judge, cfg, one, answer, "safedpo.pairs.judge", game_path=s.guardrail_path)
     if p.recipe == PairRecipe.helpfulness and p.helpfulness.model is not None:
         h = p.helpfulness
         hb = _bytes(h.model.precision)

@@ -141,7 +141,7 @@ def test_a_tiny_game_planned_by_hand():
 LLAMA = "llama3.1-8b-instruct"  # conf/judge/model: meta-llama/Llama-3.1-8B-Instruct in bf16
 
 
-def test_safedpo_plans_what_builds_the_pairs_apart_from_training_and_each_answer_judge_by_kind():
+def test_safedpo_plans_what_builds_the_pairs_apart_from_training_and_each_answer_judge_by_kind(tmp_path):
     one_gpu = ["runtime.device=auto", "hardware.gpus_per_node=1", "safedpo.num_workers=1"]
     base = ["experiment=safedpo_llama8b", *one_gpu, "hardware.gpu_memory_gib=1000"]
     stage_roles = lambda plan, stage: {r.role: r for r in plan.roles if r.stage == stage}  # noqa: E731
@@ -161,6 +161,12 @@ def test_safedpo_plans_what_builds_the_pairs_apart_from_training_and_each_answer
     short = pairs_total * 0.99 / 0.9 / GIB
     problems = make_plan("safedpo", compose([*base, f"hardware.gpu_memory_gib={short}"], "safedpo")).problems()
     assert any("(stage safedpo pairs)" in p for p in problems), problems
+
+    # safedpo.guardrail_path names the game's guardrail: its own shape (a tiny checkpoint's config.json)
+    tiny_qwen2_config().save_pretrained(tmp_path)
+    named = make_plan("safedpo", compose([*base, f"safedpo.guardrail_path={tmp_path}"], "safedpo"))
+    guard = stage_roles(named, "safedpo pairs")["guardrail"]
+    assert guard.model == str(tmp_path) and guard.work.shape.params == TINY_PARAMS + 64 * 12
 
     # an LLM guard as judge is an 8B forward; a pattern judge loads nothing
     guard = ["safedpo.pairs.judge.kind=llm_guard", f"+judge/model@safedpo.pairs.judge.model={LLAMA}"]
