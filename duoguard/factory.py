@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -30,7 +29,7 @@ from duoguard.data.benchmarks import Benchmark, load_benchmark
 from duoguard.data.decontam import Decontaminator
 from duoguard.data.readers import builtin_seed_texts, load_seeds, load_train_files
 from duoguard.data.responses import response_examples
-from duoguard.data.schema import Sample, SchemaContext, split_heldout
+from duoguard.data.schema import Sample, SchemaContext, split_heldout, split_heldout_both_sides
 from duoguard.distributed import rank_device
 from duoguard.errors import UserError
 from duoguard.taxonomy import Taxonomy
@@ -103,7 +102,7 @@ def split_for_calibration(samples: list[Sample], cfg: Config) -> tuple[list[Samp
     train, heldout = split_heldout(samples, d.heldout_fraction, d.split_seed)
     calibration: list[Sample] = []
     if c.rule != CalibrationRule.none and heldout:
-        heldout, calibration = _divide_families(heldout, c.split, d.split_seed + 1)
+        heldout, calibration = split_heldout_both_sides(heldout, c.split, d.split_seed + 1)
         if not (heldout and calibration):
             log.warning(
                 "guardrail.calibration.split: the held-out split has one family (%d rows): %s; raise "
@@ -113,20 +112,7 @@ def split_for_calibration(samples: list[Sample], cfg: Config) -> tuple[list[Samp
                 if heldout
                 else "every held-out row calibrates, none is measured",
             )
-    return tuple(_with_responses(part, cfg) for part in (train, calibration, heldout))  # type: ignore[return-value]
-
-
-def _divide_families(samples: list[Sample], share: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """(the rest, `share` of the families): split_heldout's stratified split, and where its strata are too small
-    to give both sides a family (each stratum one family), a plain split of the families that does."""
-    rest, part = split_heldout(samples, share, seed)
-    keys = [s.family or s.id or f"#{i}" for i, s in enumerate(samples)]
-    families = list(dict.fromkeys(keys))
-    if (rest and part) or len(families) < 2:
-        return rest, part
-    random.Random(seed).shuffle(families)
-    chosen = set(families[: min(max(round(len(families) * share), 1), len(families) - 1)])
-    return [s for s, k in zip(samples, keys) if k not in chosen], [s for s, k in zip(samples, keys) if k in chosen]
+    return _with_responses(train, cfg), _with_responses(calibration, cfg), _with_responses(heldout, cfg)
 
 
 def _with_responses(prompts: list[Sample], cfg: Config) -> list[Sample]:

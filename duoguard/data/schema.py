@@ -176,6 +176,11 @@ def make_sample(row: Mapping[str, Any], ctx: SchemaContext, row_id: str = "") ->
     )
 
 
+def family_keys(samples: Sequence[Sample]) -> list[str]:
+    """Each row's family (a row built without family or id is its own)."""
+    return [s.family or s.id or f"#{i}" for i, s in enumerate(samples)]
+
+
 def split_heldout(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Train/held-out split by family (a request and its translations or rewrites stay on one side),
     stratified by the family's (languages, unsafe), reproducible for a seed. Rows without a family are their
@@ -183,8 +188,8 @@ def split_heldout(samples: Sequence[Sample], fraction: float, seed: int) -> tupl
     if fraction <= 0:
         return list(samples), []
     families: dict[str, list[Sample]] = defaultdict(list)
-    for i, s in enumerate(samples):
-        families[s.family or s.id or f"#{i}"].append(s)  # a row built without family or id is its own
+    for key, s in zip(family_keys(samples), samples, strict=True):
+        families[key].append(s)
     strata: dict[tuple[tuple[str, ...], bool], list[list[Sample]]] = defaultdict(list)
     for members in families.values():
         strata[(tuple(sorted({m.language for m in members})), members[0].unsafe)].append(members)
@@ -200,3 +205,18 @@ def split_heldout(samples: Sequence[Sample], fraction: float, seed: int) -> tupl
         heldout.extend(s for members in group[:n_held] for s in members)
         train.extend(s for members in group[n_held:] for s in members)
     return train, heldout
+
+
+def split_heldout_both_sides(
+    samples: Sequence[Sample], fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """`split_heldout`, and where its strata are too small to give both sides a family (each stratum one
+    family), a plain split of the families that does (when there are two or more)."""
+    rest, part = split_heldout(samples, fraction, seed)
+    keys = family_keys(samples)
+    families = list(dict.fromkeys(keys))
+    if (rest and part) or len(families) < 2:
+        return rest, part
+    random.Random(seed).shuffle(families)
+    chosen = set(families[: min(max(round(len(families) * fraction), 1), len(families) - 1)])
+    return [s for s, k in zip(samples, keys) if k not in chosen], [s for s, k in zip(samples, keys) if k in chosen]
